@@ -1,0 +1,126 @@
+#include "api/service.h"
+
+#include <filesystem>
+#include <utility>
+
+#include <spdlog/spdlog.h>
+
+#include "scan/walker.h"
+
+namespace dirindex {
+
+Status Service::OpenIndex(const Config& config) {
+  std::string dir =
+      config.index_dir.empty() ? DefaultIndexDir() : config.index_dir;
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  if (error) {
+    return ErrnoStatus(error.value(), "creating the index directory", dir);
+  }
+
+  IndexOptions options;
+  options.dir = dir;
+  options.initial_map_size_bytes = config.map_size_bytes;
+  options.max_map_size_bytes =
+      std::max(options.max_map_size_bytes, config.map_size_bytes);
+  options.retention_changes = config.retention_changes;
+  Result<std::unique_ptr<Index>> index = Index::Open(options);
+  if (!index.ok()) return index.status();
+  index_ = std::move(*index);
+  spdlog::info("index opened in {}", dir);
+  return Status::Ok();
+}
+
+Status Service::AddRoots(const Config& config,
+                         std::vector<ServedRoot>& served) {
+  Status names = ValidateRoots(config.roots);
+  if (!names.ok()) return names;
+
+  for (const RootConfig& root : config.roots) {
+    WalkerOptions walker;
+    walker.root_path = root.local_path;
+    Result<std::unique_ptr<LocalSource>> source = LocalSource::Create(walker);
+    if (!source.ok()) {
+      return Status(source.status().code(),
+                    "root '" + root.name + "': " + source.status().message());
+    }
+    Result<uint32_t> id = index_->AddRoot(root.name, root.source);
+    if (!id.ok()) return id.status();
+
+    RootSchedule schedule;
+    schedule.root_id = *id;
+    schedule.name = root.name;
+    schedule.source = std::move(*source);
+    schedule.rescan_interval = root.rescan_interval;
+    scheduler_->AddRoot(std::move(schedule));
+    served.push_back({root.name, *id});
+  }
+  return Status::Ok();
+}
+
+Status Service::StartServer(const Config& config, const HttpLimits& limits) {
+  HttpServerOptions options;
+  options.listen = config.listen;
+  options.limits = limits;
+  if (!config.token_file.empty()) {
+    Result<std::string> token = ReadTokenFile(config.token_file);
+    if (!token.ok()) return token.status();
+    options.token = std::move(*token);
+  }
+  Result<std::unique_ptr<HttpServer>> server =
+      HttpServer::Start(options, *api_);
+  if (!server.ok()) return server.status();
+  server_ = std::move(*server);
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Service>> Service::Start(const Config& config,
+                                                const HttpLimits& limits) {
+  std::unique_ptr<Service> service(new Service());
+  Status opened = service->OpenIndex(config);
+  if (!opened.ok()) return opened;
+
+  service->scheduler_ = std::make_unique<Scheduler>(*service->index_);
+  std::vector<ServedRoot> served;
+  Status added = service->AddRoots(config, served);
+  if (!added.ok()) return added;
+  service->api_ = std::make_unique<Api>(*service->index_,
+                                        *service->scheduler_, served);
+
+  Status started = service->StartServer(config, limits);
+  if (!started.ok()) return started;
+  HttpServer* server = service->server_.get();
+  service->index_->SetCommitListener(
+      [server](uint32_t root_id, uint64_t last_seq) {
+        server->NotifyCommit(root_id, last_seq);
+      });
+  service->scheduler_->Start();
+
+  spdlog::info("serving on {} (port {}) with {} root(s)", config.listen,
+               service->port(), config.roots.size());
+  for (const RootConfig& root : config.roots) {
+    spdlog::info("root '{}': {}, rescan every {} ms", root.name, root.source,
+                 root.rescan_interval.count());
+  }
+  return service;
+}
+
+Service::~Service() { Stop(); }
+
+void Service::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  bool was_serving = server_ != nullptr;
+  if (server_) server_->Stop();
+  if (scheduler_) scheduler_->Stop();
+  // The listener points at the server, so replace it before the server
+  // goes away.
+  if (index_) index_->SetCommitListener([](uint32_t, uint64_t) {});
+  server_.reset();
+  api_.reset();
+  scheduler_.reset();
+  index_.reset();
+  if (was_serving) spdlog::info("stopped");
+}
+
+}  // namespace dirindex

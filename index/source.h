@@ -1,0 +1,64 @@
+// Source: the interface the scheduler drives for every kind of root. The
+// local walker (scan/) and the remote listers (net/) implement it, so the
+// scheduler never needs to know which one it runs.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "index/listing.h"
+#include "index/status.h"
+
+namespace dirindex {
+
+// ListingSink receives the directory listings of one scan. Sources may call
+// Accept from several threads at once.
+class ListingSink {
+ public:
+  virtual ~ListingSink() = default;
+
+  // Takes one directory's listing. A non-ok return stops the scan: it means
+  // the index can no longer store results (for example a failed commit).
+  virtual Status Accept(DirListing&& listing) = 0;
+};
+
+// ScanRequest says what one scan covers.
+struct ScanRequest {
+  // Directories to list, relative to the root. Empty means the whole tree.
+  std::vector<std::string> dirs;
+  // List subdirectories of `dirs` too.
+  bool recursive = true;
+  // Maximum depth below the root that is listed; 0 means unlimited.
+  uint32_t max_depth = 0;
+};
+
+// ScanTotals is the summary a source returns after a scan.
+struct ScanTotals {
+  uint64_t dirs = 0;
+  uint64_t files = 0;    // every non-directory entry
+  uint64_t bytes = 0;
+  uint64_t failed_dirs = 0;
+};
+
+// Source lists the directories of one root. One scan runs at a time per
+// source; implementations may use threads inside Scan.
+class Source {
+ public:
+  virtual ~Source() = default;
+
+  // Lists what `request` covers and hands each directory to `sink`.
+  // Returns a non-ok status only when the scan could not run at all (the
+  // root is missing or the server unreachable) or `sink` failed; errors on
+  // single directories travel inside their DirListing. Stops early when
+  // `stop` becomes true and returns StatusCode::kAborted.
+  virtual Result<ScanTotals> Scan(const ScanRequest& request,
+                                  ListingSink& sink,
+                                  const std::atomic<bool>& stop) = 0;
+
+  // Names the source for logs and the API, without secrets.
+  virtual std::string Describe() const = 0;
+};
+
+}  // namespace dirindex

@@ -1,0 +1,467 @@
+#include "api/config.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <string>
+
+#include "tests/test_support.h"
+
+namespace dirindex {
+namespace {
+
+using std::chrono::milliseconds;
+using testing::ScratchDir;
+using testing::WriteFile;
+
+bool Contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+TEST(ParseDuration, AcceptsEveryUnit) {
+  EXPECT_EQ(ParseDuration("500ms").value(), milliseconds(500));
+  EXPECT_EQ(ParseDuration("30s").value(), milliseconds(30'000));
+  EXPECT_EQ(ParseDuration("5m").value(), milliseconds(300'000));
+  EXPECT_EQ(ParseDuration("2h").value(), milliseconds(7'200'000));
+  EXPECT_EQ(ParseDuration("1d").value(), milliseconds(86'400'000));
+  EXPECT_EQ(ParseDuration("0s").value(), milliseconds(0));
+}
+
+TEST(ParseDuration, MissingUnitSuggestsFix) {
+  Result<milliseconds> parsed = ParseDuration("30");
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_EQ(parsed.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(parsed.status().message(), "'30'"));
+  EXPECT_TRUE(Contains(parsed.status().message(), "\"30s\""));
+}
+
+TEST(ParseDuration, RejectsMalformedValues) {
+  for (const char* text : {"", "s", "-1s", "5x", "1.5s", "30 sec", "ms5",
+                           "99999999999999999999s", "999999999d"}) {
+    Result<milliseconds> parsed = ParseDuration(text);
+    EXPECT_FALSE(parsed.ok()) << "accepted '" << text << "'";
+    if (!parsed.ok()) {
+      EXPECT_TRUE(Contains(parsed.status().message(),
+                           "'" + std::string(text) + "'"))
+          << parsed.status().message();
+    }
+  }
+}
+
+TEST(ParseByteSize, AcceptsUnitsAndPlainCounts) {
+  EXPECT_EQ(ParseByteSize("1048576").value(), 1048576u);
+  EXPECT_EQ(ParseByteSize("1GiB").value(), uint64_t{1} << 30);
+  EXPECT_EQ(ParseByteSize("512MiB").value(), uint64_t{512} << 20);
+  EXPECT_EQ(ParseByteSize("4 KiB").value(), 4096u);
+  EXPECT_EQ(ParseByteSize("2TiB").value(), uint64_t{2} << 40);
+  EXPECT_EQ(ParseByteSize("10kB").value(), 10'000u);
+  EXPECT_EQ(ParseByteSize("3GB").value(), 3'000'000'000u);
+  EXPECT_EQ(ParseByteSize("7B").value(), 7u);
+}
+
+TEST(ParseByteSize, RejectsMalformedValues) {
+  for (const char* text : {"", "GiB", "0", "1XB", "-1GiB", "1.5GiB",
+                           "99999999999TiB"}) {
+    Result<uint64_t> parsed = ParseByteSize(text);
+    EXPECT_FALSE(parsed.ok()) << "accepted '" << text << "'";
+  }
+}
+
+TEST(ParseConfig, EmptyTextGivesDefaults) {
+  Result<ParsedConfig> parsed = ParseConfig("", "empty.toml");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  const Config& config = parsed->config;
+  EXPECT_EQ(config.listen, "127.0.0.1:8750");
+  EXPECT_EQ(config.index_dir, "");
+  EXPECT_EQ(config.map_size_bytes, uint64_t{256} << 20);
+  EXPECT_EQ(config.retention_changes, 1'000'000u);
+  EXPECT_EQ(config.token_file, "");
+  EXPECT_EQ(config.log_level, "info");
+  EXPECT_TRUE(config.roots.empty());
+  EXPECT_TRUE(parsed->warnings.empty());
+}
+
+TEST(ParseConfig, ReadsEveryKey) {
+  const char* text = R"(
+listen = "127.0.0.1:9000"
+index = "/var/lib/dirindex"
+map_size = "1GiB"
+retention = 5000
+token_file = "/etc/dirindex/token"
+log_level = "debug"
+
+[[root]]
+name = "invoices"
+source = "file:///data/invoices"
+rescan_interval = "15s"
+
+[[root]]
+name = "plain-path_1.x"
+source = "/data/plain/"
+)";
+  Result<ParsedConfig> parsed = ParseConfig(text, "dirindex.toml");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  const Config& config = parsed->config;
+  EXPECT_EQ(config.listen, "127.0.0.1:9000");
+  EXPECT_EQ(config.index_dir, "/var/lib/dirindex");
+  EXPECT_EQ(config.map_size_bytes, uint64_t{1} << 30);
+  EXPECT_EQ(config.retention_changes, 5000u);
+  EXPECT_EQ(config.token_file, "/etc/dirindex/token");
+  EXPECT_EQ(config.log_level, "debug");
+  ASSERT_EQ(config.roots.size(), 2u);
+  EXPECT_EQ(config.roots[0].name, "invoices");
+  EXPECT_EQ(config.roots[0].source, "file:///data/invoices");
+  EXPECT_EQ(config.roots[0].local_path, "/data/invoices");
+  EXPECT_EQ(config.roots[0].rescan_interval, milliseconds(15'000));
+  EXPECT_EQ(config.roots[1].name, "plain-path_1.x");
+  EXPECT_EQ(config.roots[1].local_path, "/data/plain");
+  EXPECT_EQ(config.roots[1].rescan_interval, milliseconds(30'000));
+}
+
+TEST(ParseConfig, MapSizeAcceptsInteger) {
+  Result<ParsedConfig> parsed = ParseConfig("map_size = 1048576", "a.toml");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->config.map_size_bytes, 1048576u);
+}
+
+TEST(ParseConfig, UnknownKeyNamesKeyFileAndLine) {
+  Result<ParsedConfig> parsed =
+      ParseConfig("listen = \"127.0.0.1:1\"\n\nlisten_port = 80\n", "my.toml");
+  ASSERT_FALSE(parsed.ok());
+  const std::string& message = parsed.status().message();
+  EXPECT_TRUE(Contains(message, "my.toml:3")) << message;
+  EXPECT_TRUE(Contains(message, "'listen_port'")) << message;
+  EXPECT_TRUE(Contains(message, "unknown")) << message;
+}
+
+TEST(ParseConfig, UnknownRootKeyNamesKeyAndRoot) {
+  const char* text =
+      "[[root]]\nname = \"a\"\nsource = \"/a\"\nrescan = \"30s\"\n";
+  Result<ParsedConfig> parsed = ParseConfig(text, "r.toml");
+  ASSERT_FALSE(parsed.ok());
+  const std::string& message = parsed.status().message();
+  EXPECT_TRUE(Contains(message, "r.toml:4")) << message;
+  EXPECT_TRUE(Contains(message, "'rescan'")) << message;
+  EXPECT_TRUE(Contains(message, "root 'a'")) << message;
+}
+
+TEST(ParseConfig, BadDurationNamesValueAndLine) {
+  const char* text =
+      "[[root]]\nname = \"a\"\nsource = \"/a\"\nrescan_interval = \"30\"\n";
+  Result<ParsedConfig> parsed = ParseConfig(text, "d.toml");
+  ASSERT_FALSE(parsed.ok());
+  const std::string& message = parsed.status().message();
+  EXPECT_TRUE(Contains(message, "d.toml:4")) << message;
+  EXPECT_TRUE(Contains(message, "'30'")) << message;
+  EXPECT_TRUE(Contains(message, "\"30s\"")) << message;
+}
+
+TEST(ParseConfig, ZeroRescanIntervalRejected) {
+  const char* text =
+      "[[root]]\nname = \"a\"\nsource = \"/a\"\nrescan_interval = \"0s\"\n";
+  Result<ParsedConfig> parsed = ParseConfig(text, "z.toml");
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_TRUE(Contains(parsed.status().message(), "rescan_interval"));
+}
+
+TEST(ParseConfig, DuplicateRootNameRejected) {
+  const char* text =
+      "[[root]]\nname = \"a\"\nsource = \"/a\"\n\n"
+      "[[root]]\nname = \"a\"\nsource = \"/b\"\n";
+  Result<ParsedConfig> parsed = ParseConfig(text, "dup.toml");
+  ASSERT_FALSE(parsed.ok());
+  const std::string& message = parsed.status().message();
+  EXPECT_TRUE(Contains(message, "dup.toml:5")) << message;
+  EXPECT_TRUE(Contains(message, "'a' is used twice")) << message;
+}
+
+TEST(ParseConfig, InvalidRootNameRejected) {
+  const char* text = "[[root]]\nname = \"my files\"\nsource = \"/a\"\n";
+  Result<ParsedConfig> parsed = ParseConfig(text, "n.toml");
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_TRUE(Contains(parsed.status().message(), "'my files'"));
+  EXPECT_TRUE(Contains(parsed.status().message(), "n.toml:2"));
+}
+
+TEST(ParseConfig, MissingNameOrSourceRejected) {
+  Result<ParsedConfig> no_name =
+      ParseConfig("[[root]]\nsource = \"/a\"\n", "m.toml");
+  ASSERT_FALSE(no_name.ok());
+  EXPECT_TRUE(Contains(no_name.status().message(), "no 'name'"));
+
+  Result<ParsedConfig> no_source =
+      ParseConfig("[[root]]\nname = \"a\"\n", "m.toml");
+  ASSERT_FALSE(no_source.ok());
+  EXPECT_TRUE(Contains(no_source.status().message(), "no 'source'"));
+}
+
+TEST(ParseConfig, WrongTypeNamesType) {
+  Result<ParsedConfig> parsed = ParseConfig("listen = 8750\n", "t.toml");
+  ASSERT_FALSE(parsed.ok());
+  const std::string& message = parsed.status().message();
+  EXPECT_TRUE(Contains(message, "t.toml:1")) << message;
+  EXPECT_TRUE(Contains(message, "must be a string")) << message;
+  EXPECT_TRUE(Contains(message, "an integer")) << message;
+}
+
+TEST(ParseConfig, RootAsPlainTableRejected) {
+  Result<ParsedConfig> parsed =
+      ParseConfig("[root]\nname = \"a\"\nsource = \"/a\"\n", "p.toml");
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_TRUE(Contains(parsed.status().message(), "[[root]]"));
+}
+
+TEST(ParseConfig, InvalidTomlReportsLine) {
+  Result<ParsedConfig> parsed =
+      ParseConfig("listen = \"a\"\nindex = \n", "bad.toml");
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_TRUE(Contains(parsed.status().message(), "bad.toml:2"))
+      << parsed.status().message();
+  EXPECT_TRUE(Contains(parsed.status().message(), "invalid TOML"));
+}
+
+TEST(ParseConfig, InvalidListenAndLogLevelRejected) {
+  Result<ParsedConfig> listen =
+      ParseConfig("listen = \"127.0.0.1\"\n", "l.toml");
+  ASSERT_FALSE(listen.ok());
+  EXPECT_TRUE(Contains(listen.status().message(), "no port"));
+
+  Result<ParsedConfig> level = ParseConfig("log_level = \"loud\"\n", "l.toml");
+  ASSERT_FALSE(level.ok());
+  EXPECT_TRUE(Contains(level.status().message(), "'loud'"));
+
+  Result<ParsedConfig> index = ParseConfig("index = \"state\"\n", "l.toml");
+  ASSERT_FALSE(index.ok());
+  EXPECT_TRUE(Contains(index.status().message(), "absolute"));
+}
+
+TEST(ParseConfig, IgnoredKeysWarnOnceEach) {
+  const char* text = R"(
+[[root]]
+name = "invoices"
+source = "file:///data/invoices"
+settle = "5s"
+include = ["*.xml"]
+exclude = ["*.part", ".*"]
+watch = true
+full_rescan = "02:00"
+identity_file = "/k"
+known_hosts = "/h"
+password_file = "/p"
+server_timezone = "Europe/Warsaw"
+
+[[root.webhook]]
+url = "http://127.0.0.1:17010/hook"
+)";
+  Result<ParsedConfig> parsed = ParseConfig(text, "w.toml");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  ASSERT_EQ(parsed->warnings.size(), 10u);
+  for (const char* key : {"settle", "include", "exclude", "watch",
+                          "full_rescan", "identity_file", "known_hosts",
+                          "password_file", "server_timezone", "webhook"}) {
+    int mentions = 0;
+    for (const std::string& warning : parsed->warnings) {
+      if (Contains(warning, "'" + std::string(key) + "'")) ++mentions;
+    }
+    EXPECT_EQ(mentions, 1) << key;
+  }
+  EXPECT_TRUE(Contains(parsed->warnings[0], "ignored"));
+  EXPECT_TRUE(Contains(parsed->warnings[0], "w.toml:"));
+}
+
+TEST(ParseConfig, RemoteSourceNotSupportedYet) {
+  for (const char* source : {"sftp://ingest@sftp.example:22/outbound",
+                             "ftp://reader@ftp.example/drop",
+                             "ftps://reader@ftp.example/drop"}) {
+    std::string text = "[[root]]\nname = \"r\"\nsource = \"" +
+                       std::string(source) + "\"\n";
+    Result<ParsedConfig> parsed = ParseConfig(text, "s.toml");
+    ASSERT_FALSE(parsed.ok()) << source;
+    EXPECT_TRUE(Contains(parsed.status().message(),
+                         "not supported in this build yet"))
+        << parsed.status().message();
+    EXPECT_TRUE(Contains(parsed.status().message(), "s.toml:3"));
+  }
+}
+
+TEST(LocalPathOfSource, AcceptsFileUrlsAndAbsolutePaths) {
+  EXPECT_EQ(LocalPathOfSource("file:///data/in").value(), "/data/in");
+  EXPECT_EQ(LocalPathOfSource("FILE:///data/in/").value(), "/data/in");
+  EXPECT_EQ(LocalPathOfSource("file:///my%20dir").value(), "/my dir");
+  EXPECT_EQ(LocalPathOfSource("/data/100%").value(), "/data/100%");
+  EXPECT_EQ(LocalPathOfSource("/").value(), "/");
+}
+
+TEST(LocalPathOfSource, RejectsOtherForms) {
+  for (const char* source : {"data/in", "", "file://host/data",
+                             "file://data", "http://x/y", "s3://bucket/x",
+                             "file:///bad%zz"}) {
+    Result<std::string> path = LocalPathOfSource(source);
+    EXPECT_FALSE(path.ok()) << "accepted '" << source << "'";
+  }
+}
+
+TEST(ValidateRootName, AcceptsOnlyUrlSafeNames) {
+  for (const char* name : {"a", "invoices", "partner-in", "a.b_c-1", "A9"}) {
+    EXPECT_TRUE(ValidateRootName(name).ok()) << name;
+  }
+  for (const char* name : {"", ".", "..", "a b", "a/b", "a%b", "caf\xc3\xa9",
+                           "a?b"}) {
+    EXPECT_FALSE(ValidateRootName(name).ok()) << name;
+  }
+}
+
+TEST(ParseListenAddress, ParsesHostsAndPorts) {
+  ListenAddress v4 = ParseListenAddress("127.0.0.1:8750").value();
+  EXPECT_EQ(v4.host, "127.0.0.1");
+  EXPECT_EQ(v4.port, 8750);
+  EXPECT_TRUE(v4.loopback);
+
+  ListenAddress v6 = ParseListenAddress("[::1]:0").value();
+  EXPECT_EQ(v6.host, "::1");
+  EXPECT_EQ(v6.port, 0);
+  EXPECT_TRUE(v6.loopback);
+
+  ListenAddress any = ParseListenAddress("0.0.0.0:80").value();
+  EXPECT_FALSE(any.loopback);
+  EXPECT_FALSE(ParseListenAddress("[::]:80").value().loopback);
+  EXPECT_TRUE(ParseListenAddress("127.1.2.3:80").value().loopback);
+  EXPECT_EQ(ParseListenAddress("localhost:1").value().host, "127.0.0.1");
+}
+
+TEST(ParseListenAddress, RejectsMalformedAddresses) {
+  for (const char* text : {"127.0.0.1", "example.com:80", ":80",
+                           "127.0.0.1:70000", "127.0.0.1:x", "::1:80",
+                           "[::1]80", "127.0.0.1:"}) {
+    EXPECT_FALSE(ParseListenAddress(text).ok()) << text;
+  }
+}
+
+TEST(ParseIntervalFlag, AcceptsSecondsAndDurations) {
+  EXPECT_EQ(ParseIntervalFlag("30").value(), milliseconds(30'000));
+  EXPECT_EQ(ParseIntervalFlag("500ms").value(), milliseconds(500));
+  EXPECT_FALSE(ParseIntervalFlag("0").ok());
+  EXPECT_FALSE(ParseIntervalFlag("-5").ok());
+  EXPECT_FALSE(ParseIntervalFlag("soon").ok());
+}
+
+TEST(LoadConfigFile, ReadsFileAndNamesMissingOne) {
+  ScratchDir scratch;
+  std::string path = scratch.Sub("dirindex.toml");
+  WriteFile(path, "listen = \"127.0.0.1:9\"\nbogus = 1\n");
+  Result<ParsedConfig> parsed = LoadConfigFile(path);
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_TRUE(Contains(parsed.status().message(), path + ":2"));
+
+  Result<ParsedConfig> missing = LoadConfigFile(scratch.Sub("none.toml"));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(Contains(missing.status().message(), "none.toml"));
+}
+
+TEST(ReadTokenFile, TrimsAndValidates) {
+  ScratchDir scratch;
+  WriteFile(scratch.Sub("good"), "  s3cret-token \n second line\n");
+  EXPECT_EQ(ReadTokenFile(scratch.Sub("good")).value(), "s3cret-token");
+
+  WriteFile(scratch.Sub("empty"), "\n");
+  EXPECT_FALSE(ReadTokenFile(scratch.Sub("empty")).ok());
+
+  WriteFile(scratch.Sub("space"), "two words\n");
+  EXPECT_FALSE(ReadTokenFile(scratch.Sub("space")).ok());
+
+  EXPECT_FALSE(ReadTokenFile(scratch.Sub("missing")).ok());
+}
+
+// Sets an environment variable for the life of the object, then restores
+// the old value.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    const char* old = std::getenv(name);
+    had_value_ = old != nullptr;
+    if (had_value_) old_value_ = old;
+    setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    if (had_value_) {
+      setenv(name_, old_value_.c_str(), 1);
+    } else {
+      unsetenv(name_);
+    }
+  }
+
+ private:
+  const char* name_;
+  bool had_value_ = false;
+  std::string old_value_;
+};
+
+TEST(DefaultIndexDir, UsesXdgStateHome) {
+  ScopedEnv home("HOME", "/home/someone");
+  {
+    ScopedEnv state("XDG_STATE_HOME", "/srv/state");
+    EXPECT_EQ(DefaultIndexDir(), "/srv/state/dirindex");
+  }
+  ScopedEnv relative("XDG_STATE_HOME", "relative");
+  EXPECT_EQ(DefaultIndexDir(), "/home/someone/.local/state/dirindex");
+}
+
+TEST(BuildServeConfig, NamesRootsAfterDirs) {
+  ScratchDir scratch;
+  testing::MakeDirs(scratch.Sub("in/invoices"));
+  testing::MakeDirs(scratch.Sub("out"));
+  ServeFlags flags;
+  flags.dirs = {scratch.Sub("in/invoices"), scratch.Sub("out/")};
+  flags.rescan_interval = "5";
+  flags.listen = "127.0.0.1:0";
+  flags.index_dir = scratch.Sub("index");
+
+  Result<ParsedConfig> parsed = BuildServeConfig(flags);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  const Config& config = parsed->config;
+  EXPECT_EQ(config.listen, "127.0.0.1:0");
+  EXPECT_EQ(config.index_dir, scratch.Sub("index"));
+  ASSERT_EQ(config.roots.size(), 2u);
+  EXPECT_EQ(config.roots[0].name, "invoices");
+  EXPECT_EQ(config.roots[1].name, "out");
+  EXPECT_EQ(config.roots[1].rescan_interval, milliseconds(5'000));
+  EXPECT_EQ(config.roots[0].local_path.front(), '/');
+}
+
+TEST(BuildServeConfig, DuplicateDirNamesRejected) {
+  ScratchDir scratch;
+  testing::MakeDirs(scratch.Sub("a/data"));
+  testing::MakeDirs(scratch.Sub("b/data"));
+  ServeFlags flags;
+  flags.dirs = {scratch.Sub("a/data"), scratch.Sub("b/data")};
+  Result<ParsedConfig> parsed = BuildServeConfig(flags);
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_TRUE(Contains(parsed.status().message(), "'data' is used twice"));
+  EXPECT_TRUE(Contains(parsed.status().message(), "--config"));
+}
+
+TEST(BuildServeConfig, FlagsOverrideFile) {
+  ScratchDir scratch;
+  std::string path = scratch.Sub("c.toml");
+  WriteFile(path, "listen = \"127.0.0.1:1111\"\nindex = \"/from/file\"\n");
+  ServeFlags flags;
+  flags.config_file = path;
+  flags.listen = "127.0.0.1:2222";
+  Result<ParsedConfig> parsed = BuildServeConfig(flags);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->config.listen, "127.0.0.1:2222");
+  EXPECT_EQ(parsed->config.index_dir, "/from/file");
+}
+
+TEST(BuildServeConfig, MissingDirRejected) {
+  ScratchDir scratch;
+  ServeFlags flags;
+  flags.dirs = {scratch.Sub("absent")};
+  Result<ParsedConfig> parsed = BuildServeConfig(flags);
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_TRUE(Contains(parsed.status().message(), "absent"));
+}
+
+}  // namespace
+}  // namespace dirindex

@@ -1,0 +1,36 @@
+// Helpers shared by the test suites: scratch folders and file creation.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace dirindex::testing {
+
+// ScratchDir is a fresh folder under $TMPDIR (or /tmp), removed with
+// everything inside it when the object goes away.
+class ScratchDir {
+ public:
+  ScratchDir();
+  ~ScratchDir();
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+
+  const std::string& path() const { return path_; }
+  // Returns path() + "/" + relative.
+  std::string Sub(std::string_view relative) const;
+
+ private:
+  std::string path_;
+};
+
+// Writes `content` to `path`, creating or truncating it. Aborts the test
+// binary on failure because every caller needs the file to exist.
+void WriteFile(const std::string& path, std::string_view content);
+
+// Creates `path` and its missing parents.
+void MakeDirs(const std::string& path);
+
+// Removes `path` and everything beneath it, even past PATH_MAX.
+void RemoveTree(const std::string& path);
+
+}  // namespace dirindex::testing
