@@ -47,6 +47,11 @@ struct IndexOptions {
   uint64_t retention_changes = 1'000'000;
   // Changes committed per write transaction while a scan runs.
   uint64_t batch_changes = 50'000;
+  // A scan holds back the changes it finds, up to this many, and commits
+  // them when it ends, so that a deletion and an addition of the same inode
+  // anywhere in the tree become one rename. Past this many it commits as it
+  // goes and pairs renames only within what it held. 0 turns pairing off.
+  uint64_t rename_window_changes = 100'000;
   // false trades durability on power loss for speed (MDB_NOSYNC). A crash
   // of the process alone never loses a commit either way.
   bool durable = true;
@@ -81,6 +86,9 @@ struct Change {
   int64_t mtime_ns = 0;
   std::string path;      // relative to the root
   std::string old_path;  // set for kRenamed
+  // The entry's inode while a scan pairs deletions with additions into
+  // renames; 0 when unknown. Not stored in the change log.
+  uint64_t inode = 0;
 };
 
 // Entry is one indexed name with its full path.

@@ -73,7 +73,121 @@ Change MakeChange(ChangeOp op, const EntryRecord& record, std::string path,
   change.size = record.size;
   change.mtime_ns = record.mtime_ns;
   change.path = std::move(path);
+  if (record.known & kKnownInode) change.inode = record.inode;
   return change;
+}
+
+bool IsBelow(std::string_view path, std::string_view dir) {
+  return path.size() > dir.size() && path[dir.size()] == '/' && path.starts_with(dir);
+}
+
+// Turns each deletion and addition of the same inode and type in `batch`
+// into one rename. Directories go first: a renamed directory's change moves
+// to the front of the batch, the paths of the other changes beneath it are
+// rewritten to the new place, and an entry that merely moved with it leaves
+// the feed (or stays as a modification when it changed too). Files are
+// paired after that. An inode deleted or added more than once (hard links)
+// is left alone.
+void PairRenames(Batch* batch) {
+  std::vector<Change>& changes = batch->changes;
+  std::vector<bool> dropped(changes.size(), false);
+
+  // Finds deletion/addition pairs of `want_dirs` entries by inode.
+  auto find_pairs = [&](bool want_dirs) {
+    std::unordered_map<uint64_t, std::pair<int64_t, int>> deleted, added;  // (index, count)
+    for (size_t i = 0; i < changes.size(); ++i) {
+      const Change& change = changes[i];
+      if (dropped[i] || change.inode == 0 || (change.type == EntryType::kDir) != want_dirs) continue;
+      auto* slot = change.op == ChangeOp::kDeleted ? &deleted : change.op == ChangeOp::kAdded ? &added : nullptr;
+      if (slot == nullptr) continue;
+      auto& [index, count] = (*slot)[change.inode];
+      index = static_cast<int64_t>(i);
+      ++count;
+    }
+    std::vector<std::pair<size_t, size_t>> pairs;  // (deletion, addition)
+    for (const auto& [inode, add] : added) {
+      auto del = deleted.find(inode);
+      if (del == deleted.end() || del->second.second != 1 || add.second != 1) continue;
+      size_t d = static_cast<size_t>(del->second.first), a = static_cast<size_t>(add.first);
+      if (changes[d].type == changes[a].type && changes[d].path != changes[a].path) pairs.emplace_back(d, a);
+    }
+    return pairs;
+  };
+  auto make_rename = [&](size_t d, size_t a) {
+    changes[a].op = ChangeOp::kRenamed;
+    changes[a].old_path = changes[d].path;
+    dropped[d] = true;
+  };
+
+  // Directories, outermost first, so nested renames see rewritten paths.
+  std::vector<std::pair<size_t, size_t>> dir_pairs = find_pairs(true);
+  std::sort(dir_pairs.begin(), dir_pairs.end(), [&](const auto& x, const auto& y) {
+    return changes[x.first].path.size() < changes[y.first].path.size();
+  });
+  std::vector<size_t> front;
+  for (auto [d, a] : dir_pairs) {
+    if (dropped[d] || dropped[a]) continue;
+    std::string old_dir = changes[d].path, new_dir = changes[a].path;
+    make_rename(d, a);
+    front.push_back(a);
+    auto rewrite = [&](std::string& path) {
+      if (IsBelow(path, old_dir)) path = new_dir + path.substr(old_dir.size());
+    };
+    std::unordered_map<std::string, size_t> moved_away;  // deletions now below new_dir
+    for (size_t i = 0; i < changes.size(); ++i) {
+      if (dropped[i] || i == a) continue;
+      bool was_below = IsBelow(changes[i].path, old_dir);
+      rewrite(changes[i].path);
+      rewrite(changes[i].old_path);
+      if (was_below && changes[i].op == ChangeOp::kDeleted) moved_away.emplace(changes[i].path, i);
+    }
+    // An entry that moved with the directory shows up as a deletion and an
+    // addition of the same path now: keep at most a modification.
+    for (size_t i = 0; i < changes.size(); ++i) {
+      Change& change = changes[i];
+      if (dropped[i] || change.op != ChangeOp::kAdded) continue;
+      auto match = moved_away.find(change.path);
+      if (match == moved_away.end() || dropped[match->second]) continue;
+      const Change& before = changes[match->second];
+      if (before.type != change.type) continue;
+      dropped[match->second] = true;
+      bool same = before.inode == change.inode && before.size == change.size &&
+                  before.mtime_ns == change.mtime_ns && before.known == change.known;
+      if (same || change.type == EntryType::kDir) {
+        dropped[i] = true;
+      } else {
+        change.op = ChangeOp::kModified;
+      }
+    }
+  }
+
+  for (auto [d, a] : find_pairs(false)) make_rename(d, a);
+
+  // Compact: renamed directories first, in the order found, then the rest;
+  // entry records follow their changes to the new places.
+  std::vector<int64_t> remap(changes.size(), -1);
+  std::vector<Change> kept;
+  kept.reserve(changes.size());
+  for (size_t i : front) {
+    remap[i] = static_cast<int64_t>(kept.size());
+    kept.push_back(std::move(changes[i]));
+    dropped[i] = true;
+  }
+  for (size_t i = 0; i < changes.size(); ++i) {
+    if (dropped[i]) continue;
+    remap[i] = static_cast<int64_t>(kept.size());
+    kept.push_back(std::move(changes[i]));
+  }
+  changes = std::move(kept);
+  for (BucketOp& op : batch->buckets) {
+    for (int64_t& ref : op.change_refs) {
+      if (ref < 0) continue;
+      // A record whose addition left the feed takes the sequence of the
+      // batch's first change: the rename of the directory it moved with.
+      int64_t moved = remap[static_cast<size_t>(ref)];
+      ref = moved >= 0 ? moved : 0;
+    }
+  }
 }
 
 void CountEntry(const EntryRecord& record, int sign, Batch* batch) {
@@ -124,6 +238,8 @@ class ScanSessionImpl final : public ScanSession {
   ScanSummary summary_;
   std::string first_error_;
   Status failed_;  // a commit failed: every later Accept returns it
+  // True while the scan holds its changes back to pair renames.
+  bool deferring_ = index_.options().rename_window_changes > 0;
 };
 
 Status ScanSessionImpl::Accept(DirListing&& listing) {
@@ -158,9 +274,17 @@ Status ScanSessionImpl::Accept(DirListing&& listing) {
   summary_.entries += listing.entries.size();
   if (batch.empty()) return Status::Ok();
   pending_.Append(std::move(batch));
-  if (pending_.changes.size() + pending_.buckets.size() < index_.options().batch_changes) {
-    return Status::Ok();
+  size_t pending_size = pending_.changes.size() + pending_.buckets.size();
+  if (deferring_) {
+    // Hold changes back so renames across directories can be paired.
+    if (pending_size < index_.options().rename_window_changes) return Status::Ok();
+    spdlog::info("rename window full, committing as the scan goes: root_id={} changes={}",
+                 root_id_, pending_.changes.size());
+    PairRenames(&pending_);
+    deferring_ = false;
+    return CommitPending(lock);
   }
+  if (pending_size < index_.options().batch_changes) return Status::Ok();
   return CommitPending(lock);
 }
 
@@ -187,6 +311,7 @@ Status ScanSessionImpl::CommitPending(std::unique_lock<std::mutex>& lock) {
 Result<ScanSummary> ScanSessionImpl::Finish(const Status& scan_status) {
   std::unique_lock<std::mutex> lock(mutex_);
   if (failed_.ok() && !pending_.empty()) {
+    if (deferring_) PairRenames(&pending_);
     Status committed = CommitPending(lock);
     (void)committed;  // kept in failed_
   }

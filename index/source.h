@@ -42,6 +42,14 @@ struct ScanTotals {
   uint64_t failed_dirs = 0;
 };
 
+// SourceDetail is one named fact about a source, shown by the API.
+struct SourceDetail {
+  std::string key;
+  std::string text;     // used when is_number is false
+  double number = 0;    // used when is_number is true
+  bool is_number = false;
+};
+
 // Source lists the directories of one root. One scan runs at a time per
 // source; implementations may use threads inside Scan.
 class Source {
@@ -59,6 +67,11 @@ class Source {
 
   // Names the source for logs and the API, without secrets.
   virtual std::string Describe() const = 0;
+
+  // Returns facts about the source for GET /v1/roots/{root}: for remote
+  // sources the host, detected protocol features, connection state and the
+  // last listing's duration and entry count. Never secrets.
+  virtual std::vector<SourceDetail> Details() const { return {}; }
 };
 
 }  // namespace dirindex

@@ -109,7 +109,19 @@ class FeedClient {
       tree_.erase(path);
       return;
     }
-    if (op == "renamed") tree_.erase(change["old_path"].GetString());
+    if (op == "renamed") {
+      // A renamed directory takes everything beneath it along.
+      std::string old_path = change["old_path"].GetString();
+      std::string old_prefix = old_path + "/";
+      std::vector<std::pair<std::string, Seen>> moved;
+      for (auto it = tree_.lower_bound(old_prefix);
+           it != tree_.end() && it->first.starts_with(old_prefix);) {
+        moved.emplace_back(path + "/" + it->first.substr(old_prefix.size()), it->second);
+        it = tree_.erase(it);
+      }
+      for (auto& [moved_path, seen] : moved) tree_[moved_path] = seen;
+      tree_.erase(old_path);
+    }
     Seen seen{change["type"].GetString(), 0};
     if (seen.type != "dir" && change.HasMember("size")) seen.size = change["size"].GetUint64();
     tree_[path] = seen;

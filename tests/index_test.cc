@@ -15,8 +15,13 @@ namespace {
 
 using testing::ScratchDir;
 
-ListedEntry File(std::string name, uint64_t size, int64_t mtime_ns, uint64_t inode = 1) {
+// Gives each name its own inode unless a test passes one, as a file system
+// does for distinct files.
+uint64_t InodeOf(const std::string& name) { return std::hash<std::string>{}(name) | 1; }
+
+ListedEntry File(std::string name, uint64_t size, int64_t mtime_ns, uint64_t inode = 0) {
   ListedEntry entry;
+  if (inode == 0) inode = InodeOf(name);
   entry.name = std::move(name);
   entry.type = EntryType::kFile;
   entry.known = kKnownSize | kKnownMtime | kKnownInode | kKnownMode;
@@ -27,8 +32,9 @@ ListedEntry File(std::string name, uint64_t size, int64_t mtime_ns, uint64_t ino
   return entry;
 }
 
-ListedEntry Dir(std::string name, uint64_t inode = 2) {
+ListedEntry Dir(std::string name, uint64_t inode = 0) {
   ListedEntry entry;
+  if (inode == 0) inode = InodeOf(name) + 1;
   entry.name = std::move(name);
   entry.type = EntryType::kDir;
   entry.known = kKnownSize | kKnownMtime | kKnownInode | kKnownMode;
@@ -452,6 +458,54 @@ TEST_F(IndexTest, ConcurrentAcceptsMergeCorrectly) {
   auto verified = index_->Verify();
   ASSERT_TRUE(verified.ok());
   EXPECT_TRUE(verified->problems.empty()) << verified->problems.front();
+}
+
+TEST_F(IndexTest, SameInodeBecomesRename) {
+  Scan({Listing("", {File("a.xml", 5, 5, 77), Dir("done")}), Listing("done", {})});
+  std::string cursor = Read("").cursor;
+  Scan({Listing("", {Dir("done")}), Listing("done", {File("a.xml.success", 5, 5, 77)})});
+  FeedPage page = Read(cursor);
+  ASSERT_EQ(page.changes.size(), 1u);
+  EXPECT_EQ(page.changes[0].op, ChangeOp::kRenamed);
+  EXPECT_EQ(page.changes[0].old_path, "a.xml");
+  EXPECT_EQ(page.changes[0].path, "done/a.xml.success");
+}
+
+TEST_F(IndexTest, CaseOnlyRenameIsRename) {
+  Scan({Listing("", {File("Report.XML", 5, 5, 9)})});
+  std::string cursor = Read("").cursor;
+  Scan({Listing("", {File("report.xml", 5, 5, 9)})});
+  FeedPage page = Read(cursor);
+  ASSERT_EQ(page.changes.size(), 1u);
+  EXPECT_EQ(page.changes[0].op, ChangeOp::kRenamed);
+  EXPECT_EQ(page.changes[0].old_path, "Report.XML");
+}
+
+TEST_F(IndexTest, DirectoryRenameIsOneChange) {
+  Scan({Listing("", {Dir("in", 50)}), Listing("in", {File("x", 1, 1, 51), Dir("sub", 52)}),
+        Listing("in/sub", {File("y", 2, 2, 53)})});
+  std::string cursor = Read("").cursor;
+  Scan({Listing("", {Dir("out", 50)}), Listing("out", {File("x", 1, 1, 51), Dir("sub", 52)}),
+        Listing("out/sub", {File("y", 3, 3, 53)})});
+  FeedPage page = Read(cursor);
+  EXPECT_EQ(Describe(page), (std::vector<std::string>{"renamed out", "modified out/sub/y"}));
+  EXPECT_EQ(page.changes[0].old_path, "in");
+  auto moved = index_->Stat(root_, "out/sub/y");
+  ASSERT_TRUE(moved.ok() && moved->has_value());
+  auto old = index_->Stat(root_, "in/x");
+  ASSERT_TRUE(old.ok());
+  EXPECT_FALSE(old->has_value());
+  auto verified = index_->Verify();
+  ASSERT_TRUE(verified.ok());
+  EXPECT_TRUE(verified->problems.empty()) << verified->problems.front();
+}
+
+TEST_F(IndexTest, HardLinkedInodeNotPaired) {
+  Scan({Listing("", {File("a", 1, 1, 5), File("b", 1, 1, 5)})});
+  std::string cursor = Read("").cursor;
+  Scan({Listing("", {File("c", 1, 1, 5)})});
+  std::vector<std::string> got = Describe(Read(cursor));
+  EXPECT_EQ(got, (std::vector<std::string>{"deleted a", "deleted b", "added c"}));
 }
 
 }  // namespace
