@@ -1,11 +1,11 @@
 #include "api/cli.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -22,37 +22,44 @@ namespace {
 void AddServeCommand(CLI::App& app, ServeFlags& flags) {
   CLI::App* serve = app.add_subcommand(
       "serve", "Index directory trees and serve their change feeds over HTTP");
-  serve->add_option("DIR", flags.dirs,
-                    "Directory to index, as a root named after its last "
-                    "component; repeat for more roots")
+  serve
+      ->add_option("DIR", flags.dirs,
+                   "Directory to index, as a root named after its last "
+                   "component; repeat for more roots")
       ->type_name("");
-  serve->add_option("--listen", flags.listen,
-                    "Address and port to listen on, as ADDRESS:PORT "
-                    "(default 127.0.0.1:8750; overrides 'listen')")
+  serve
+      ->add_option("--listen", flags.listen,
+                   "Address and port to listen on, as ADDRESS:PORT "
+                   "(default 127.0.0.1:8750; overrides 'listen')")
       ->type_name("ADDR:PORT");
-  serve->add_option("--index", flags.index_dir,
-                    "Directory of the index (default "
-                    "$XDG_STATE_HOME/dirindex or ~/.local/state/dirindex; "
-                    "overrides 'index')")
+  serve
+      ->add_option("--index", flags.index_dir,
+                   "Directory of the index (default "
+                   "$XDG_STATE_HOME/dirindex or ~/.local/state/dirindex; "
+                   "overrides 'index')")
       ->type_name("DIR");
-  serve->add_option("--rescan-interval", flags.rescan_interval,
-                    "Seconds between rescans of each DIR root, or a "
-                    "duration such as 500ms or 2h (default 30)")
+  serve
+      ->add_option("--rescan-interval", flags.rescan_interval,
+                   "Seconds between rescans of each DIR root, or a "
+                   "duration such as 500ms or 2h (default 30)")
       ->type_name("SECONDS");
-  serve->add_option("--config", flags.config_file,
-                    "TOML config file; the flags above override its "
-                    "top-level keys")
+  serve
+      ->add_option("--config", flags.config_file,
+                   "TOML config file; the flags above override its "
+                   "top-level keys")
       ->type_name("FILE");
 }
 
 void AddClientFlags(CLI::App* command, ClientFlags& flags) {
-  command->add_option("--server", flags.server,
-                      "Base URL of the server (default "
-                      "http://127.0.0.1:8750)")
+  command
+      ->add_option("--server", flags.server,
+                   "Base URL of the server (default "
+                   "http://127.0.0.1:8750)")
       ->type_name("URL");
-  command->add_option("--token-file", flags.token_file,
-                      "File with the bearer token, when the server "
-                      "requires one")
+  command
+      ->add_option("--token-file", flags.token_file,
+                   "File with the bearer token, when the server "
+                   "requires one")
       ->type_name("FILE");
 }
 
@@ -62,20 +69,24 @@ void AddChangesCommand(CLI::App& app, ChangesFlags& flags) {
   changes->add_option("ROOT", flags.root, "Name of the root")
       ->required()
       ->type_name("");
-  changes->add_option("--since", flags.since,
-                      "Cursor from the previous response; without it the "
-                      "response is the current listing (a fresh instance)")
+  changes
+      ->add_option("--since", flags.since,
+                   "Cursor from the previous response; without it the "
+                   "response is the current listing (a fresh instance)")
       ->type_name("CURSOR");
-  changes->add_option("--wait", flags.wait,
-                      "Seconds to wait for a change when there is none yet, "
-                      "0 to 300 (default 0)")
+  changes
+      ->add_option("--wait", flags.wait,
+                   "Seconds to wait for a change when there is none yet, "
+                   "0 to 300 (default 0)")
       ->type_name("SECONDS");
-  changes->add_option("--limit", flags.limit,
-                      "Maximum changes in the response, 1 to 10000 "
-                      "(default 1000)")
+  changes
+      ->add_option("--limit", flags.limit,
+                   "Maximum changes in the response, 1 to 10000 "
+                   "(default 1000)")
       ->type_name("N");
-  changes->add_option("--prefix", flags.prefix,
-                      "Only changes of paths under this relative path")
+  changes
+      ->add_option("--prefix", flags.prefix,
+                   "Only changes of paths under this relative path")
       ->type_name("PATH");
   AddClientFlags(changes, flags.client);
 }
@@ -96,10 +107,12 @@ int RunServe(const ServeFlags& flags) {
     return 1;
   }
   spdlog::set_level(spdlog::level::from_str(parsed->config.log_level));
-  for (const std::string& warning : parsed->warnings) spdlog::warn("{}", warning);
+  for (const std::string& warning : parsed->warnings)
+    spdlog::warn("{}", warning);
   if (parsed->config.roots.empty()) {
-    spdlog::warn("serve: no roots configured; pass DIR arguments or a "
-                 "config file with [[root]] tables");
+    spdlog::warn(
+        "serve: no roots configured; pass DIR arguments or a "
+        "config file with [[root]] tables");
   }
 
   // Every thread the service starts inherits this mask, so SIGINT and
@@ -159,8 +172,9 @@ int RunVerify(const std::string& index_dir) {
 }
 
 int RunCli(int argc, char** argv) {
-  CLI::App app{"dirindex keeps an index of large directory trees and serves "
-               "each root's change feed over HTTP."};
+  CLI::App app{
+      "dirindex keeps an index of large directory trees and serves "
+      "each root's change feed over HTTP."};
   app.require_subcommand(1);
 
   ServeFlags serve_flags;
@@ -184,9 +198,10 @@ int RunCli(int argc, char** argv) {
   std::string verify_index;
   CLI::App* verify = app.add_subcommand(
       "verify", "Check the index for consistency; exits 1 on any problem");
-  verify->add_option("--index", verify_index,
-                     "Directory of the index (default "
-                     "$XDG_STATE_HOME/dirindex or ~/.local/state/dirindex)")
+  verify
+      ->add_option("--index", verify_index,
+                   "Directory of the index (default "
+                   "$XDG_STATE_HOME/dirindex or ~/.local/state/dirindex)")
       ->type_name("DIR");
 
   CLI11_PARSE(app, argc, argv);

@@ -24,13 +24,15 @@ namespace dirindex {
 namespace {
 
 constexpr std::array<std::string_view, 7> kTopLevelKeys = {
-    "listen", "index", "map_size", "retention", "token_file", "log_level",
-    "root"};
+    "listen",     "index",     "map_size", "retention",
+    "token_file", "log_level", "root"};
 
-// Root keys from the design that this version parses but does not act on.
+// Root keys of features this version does not have yet (filters, settle
+// time, watching, remote authentication, webhooks). They are accepted with
+// a warning, so that a config written for a later version still loads.
 constexpr std::array<std::string_view, 10> kIgnoredRootKeys = {
-    "settle",        "include",       "exclude",       "watch",
-    "full_rescan",   "identity_file", "known_hosts",   "password_file",
+    "settle",          "include",       "exclude",     "watch",
+    "full_rescan",     "identity_file", "known_hosts", "password_file",
     "server_timezone", "webhook"};
 
 constexpr std::array<std::string_view, 7> kLogLevels = {
@@ -57,16 +59,26 @@ std::string JoinList(const std::array<std::string_view, N>& list) {
 
 std::string_view TomlTypeName(const toml::node& node) {
   switch (node.type()) {
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a float";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::date: return "a date";
-    case toml::node_type::time: return "a time";
-    case toml::node_type::date_time: return "a date-time";
-    case toml::node_type::none: break;
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    case toml::node_type::none:
+      break;
   }
   return "nothing";
 }
@@ -133,10 +145,9 @@ Result<toml::table> ParseToml(std::string_view text, std::string_view file) {
   try {
     return toml::parse(text, file);
   } catch (const toml::parse_error& error) {
-    return InvalidArgument(std::string(file) + ":" +
-                           std::to_string(error.source().begin.line) +
-                           ": invalid TOML: " +
-                           std::string(error.description()));
+    return InvalidArgument(
+        std::string(file) + ":" + std::to_string(error.source().begin.line) +
+        ": invalid TOML: " + std::string(error.description()));
   }
 }
 
@@ -164,8 +175,8 @@ Status ApplyRootSource(const KeyRef& key, RootConfig& root) {
   if (!source.ok()) return source.status();
   Result<std::string> path = LocalPathOfSource(*source);
   if (!path.ok()) {
-    return key.Invalid("of root '" + root.name + "' is invalid: " +
-                       path.status().message());
+    return key.Invalid("of root '" + root.name +
+                       "' is invalid: " + path.status().message());
   }
   root.source = *source;
   root.local_path = *path;
@@ -193,7 +204,8 @@ Status ApplyRootKey(const KeyRef& key, RootConfig& root,
   }
   return key.Invalid("of root '" + root.name +
                      "' is unknown; valid keys are name, source, "
-                     "rescan_interval, " + JoinList(kIgnoredRootKeys));
+                     "rescan_interval, " +
+                     JoinList(kIgnoredRootKeys));
 }
 
 Result<RootConfig> ParseRoot(const toml::table& table, std::string_view file,
@@ -244,8 +256,8 @@ Status ApplyLogLevel(const KeyRef& key, Config& config) {
   Result<std::string> level = ReadString(key, "\"info\"");
   if (!level.ok()) return level.status();
   if (!Contains(kLogLevels, *level)) {
-    return key.Invalid("has the unknown level '" + *level +
-                       "'; use one of " + JoinList(kLogLevels));
+    return key.Invalid("has the unknown level '" + *level + "'; use one of " +
+                       JoinList(kLogLevels));
   }
   config.log_level = *level;
   return Status::Ok();
@@ -348,10 +360,9 @@ Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {
                                                  {"h", 3'600'000},
                                                  {"d", 86'400'000}}};
   if (unit.empty()) {
-    return InvalidArgument("duration '" + std::string(text) +
-                           "' has no unit; write it as \"" +
-                           std::to_string(number) +
-                           "s\" (units: ms, s, m, h, d)");
+    return InvalidArgument(
+        "duration '" + std::string(text) + "' has no unit; write it as \"" +
+        std::to_string(number) + "s\" (units: ms, s, m, h, d)");
   }
   for (const UnitFactor& entry : kUnits) {
     if (entry.unit != unit) continue;
@@ -495,9 +506,10 @@ Result<RootConfig> RootConfigForDir(const std::string& dir,
   root.local_path = path;
   root.rescan_interval = rescan_interval;
   if (path == "/") {
-    return InvalidArgument("directory '/' has no name to use as the root "
-                           "name; use --config with a [[root]] table that "
-                           "names it");
+    return InvalidArgument(
+        "directory '/' has no name to use as the root "
+        "name; use --config with a [[root]] table that "
+        "names it");
   }
   Status valid = ValidateRootName(root.name);
   if (!valid.ok()) {
@@ -519,8 +531,9 @@ Result<std::chrono::milliseconds> ParseIntervalFlag(std::string_view text) {
     return InvalidArgument("--rescan-interval: " + interval.status().message());
   }
   if (interval->count() == 0) {
-    return InvalidArgument("--rescan-interval must be longer than 0, such "
-                           "as 30 (seconds)");
+    return InvalidArgument(
+        "--rescan-interval must be longer than 0, such "
+        "as 30 (seconds)");
   }
   return interval;
 }
@@ -542,12 +555,14 @@ Result<ListenAddress> ParseListenAddress(std::string_view text) {
   } else {
     size_t colon = text.rfind(':');
     if (colon == std::string_view::npos) {
-      return invalid("has no port; write it as ADDRESS:PORT, such as "
-                     "127.0.0.1:8750");
+      return invalid(
+          "has no port; write it as ADDRESS:PORT, such as "
+          "127.0.0.1:8750");
     }
     if (text.find(':') != colon) {
-      return invalid("must put an IPv6 address in brackets, such as "
-                     "[::1]:8750");
+      return invalid(
+          "must put an IPv6 address in brackets, such as "
+          "[::1]:8750");
     }
     address.host = std::string(text.substr(0, colon));
     port_text = text.substr(colon + 1);
@@ -570,8 +585,9 @@ Result<ListenAddress> ParseListenAddress(std::string_view text) {
   } else if (inet_pton(AF_INET6, address.host.c_str(), &v6) == 1) {
     address.loopback = IN6_IS_ADDR_LOOPBACK(&v6);
   } else {
-    return invalid("does not start with an IP address; use an IPv4 or "
-                   "IPv6 literal or localhost, such as 127.0.0.1:8750");
+    return invalid(
+        "does not start with an IP address; use an IPv4 or "
+        "IPv6 literal or localhost, such as 127.0.0.1:8750");
   }
   return address;
 }

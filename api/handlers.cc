@@ -26,13 +26,22 @@ ApiResponse ErrorResponse(unsigned status, std::string_view code,
 ApiResponse StatusErrorResponse(const Status& status) {
   unsigned http_status = 500;
   switch (status.code()) {
-    case StatusCode::kInvalidArgument: http_status = 400; break;
-    case StatusCode::kNotFound: http_status = 404; break;
+    case StatusCode::kInvalidArgument:
+      http_status = 400;
+      break;
+    case StatusCode::kNotFound:
+      http_status = 404;
+      break;
     case StatusCode::kUnavailable:
     case StatusCode::kAborted:
-    case StatusCode::kResourceExhausted: http_status = 503; break;
-    case StatusCode::kTimedOut: http_status = 504; break;
-    default: break;
+    case StatusCode::kResourceExhausted:
+      http_status = 503;
+      break;
+    case StatusCode::kTimedOut:
+      http_status = 504;
+      break;
+    default:
+      break;
   }
   return ErrorResponse(http_status, StatusCodeName(status.code()),
                        status.message());
@@ -102,8 +111,8 @@ PollAttempt Api::ReadChanges(const ChangesPoll& poll, bool final) {
                                              params.limit, params.prefix);
   if (!page.ok()) return {StatusErrorResponse(page.status()), 0};
 
-  bool nothing_new = page->changes.empty() && !page->fresh_instance &&
-                     !page->more;
+  bool nothing_new =
+      page->changes.empty() && !page->fresh_instance && !page->more;
   if (nothing_new && !final) return {std::nullopt, *baseline};
   return {JsonResponse(200, ChangesJson(poll.root, *page)), *baseline};
 }

@@ -27,8 +27,8 @@ Status ClientError(const ServerUrl& server, std::string_view step,
                          ? "; check that `dirindex serve` runs there, or "
                            "pass --server"
                          : "";
-  return Status(code, std::string(step) + " " + where + " failed: " +
-                          error.message() + hint);
+  return Status(code, std::string(step) + " " + where +
+                          " failed: " + error.message() + hint);
 }
 
 }  // namespace
@@ -60,8 +60,9 @@ Result<ServerUrl> ParseServerUrl(std::string_view url) {
     unsigned port = 0;
     auto [end, error] = std::from_chars(
         server.port.data(), server.port.data() + server.port.size(), port);
-    if (error != std::errc() || end != server.port.data() + server.port.size() ||
-        port == 0 || port > 65535) {
+    if (error != std::errc() ||
+        end != server.port.data() + server.port.size() || port == 0 ||
+        port > 65535) {
       return InvalidArgument("server URL '" + std::string(url) +
                              "' has an invalid port; use 1 to 65535");
     }
@@ -99,8 +100,8 @@ Result<HttpReply> SendHttpRequest(const ServerUrl& server,
   http::write(stream, request, error);
   if (error) return ClientError(server, "sending a request to", error);
 
-  // Beast limits bodies to 8 MB by default. A page of 10,000 changes with
-  // long paths can exceed that, so allow far more.
+  // Beast (Boost 1.74) limits response bodies to 8 MB by default. A page
+  // of 10,000 changes with long paths can exceed that, so allow far more.
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit(kMaxResponseBytes);

@@ -110,11 +110,11 @@ ApiResponse NoRoute(std::string_view path) {
 }
 
 ApiResponse MethodNotAllowed(std::string_view method, Route route) {
-  ApiResponse response = ErrorResponse(
-      405, "method_not_allowed",
-      "method " + std::string(method) + " is not allowed on " +
-          std::string(RouteTemplate(route)) + "; use " +
-          std::string(RouteMethod(route)));
+  ApiResponse response =
+      ErrorResponse(405, "method_not_allowed",
+                    "method " + std::string(method) + " is not allowed on " +
+                        std::string(RouteTemplate(route)) + "; use " +
+                        std::string(RouteMethod(route)));
   response.allow = std::string(RouteMethod(route));
   return response;
 }
@@ -124,15 +124,23 @@ ApiResponse MethodNotAllowed(std::string_view method, Route route) {
 ApiResponse HandleRoute(Api& api, const RouteMatch& match,
                         std::string_view query) {
   switch (match.route) {
-    case Route::kRoots: return api.ListRoots(query);
-    case Route::kRoot: return api.GetRoot(match.root, query);
-    case Route::kFiles: return api.ListFiles(match.root, query);
-    case Route::kStat: return api.StatPath(match.root, query);
-    case Route::kRescan: return api.Rescan(match.root, query);
-    case Route::kHealthz: return api.Health(query);
-    case Route::kMetrics: return api.Metrics(query);
+    case Route::kRoots:
+      return api.ListRoots(query);
+    case Route::kRoot:
+      return api.GetRoot(match.root, query);
+    case Route::kFiles:
+      return api.ListFiles(match.root, query);
+    case Route::kStat:
+      return api.StatPath(match.root, query);
+    case Route::kRescan:
+      return api.Rescan(match.root, query);
+    case Route::kHealthz:
+      return api.Health(query);
+    case Route::kMetrics:
+      return api.Metrics(query);
     case Route::kChanges:
-    case Route::kNone: break;
+    case Route::kNone:
+      break;
   }
   return NoRoute("");
 }
@@ -275,7 +283,7 @@ void Session::OnReadError(beast::error_code error) {
     LogLimiter::LogDecision decision =
         state_.error_log.Check(peer_address_ + " timeout", Clock::now());
     if (decision.write) {
-      spdlog::warn("http: dropped {}: request not complete within {} ms",
+      spdlog::warn("http: request from {} timed out: not complete within {} ms",
                    peer_, state_.limits.request_timeout.count());
     }
     Close();
@@ -298,8 +306,8 @@ void Session::OnReadError(beast::error_code error) {
          true);
     return;
   }
-  if (error.category() == http::make_error_code(http::error::bad_target)
-                              .category()) {
+  if (error.category() ==
+      http::make_error_code(http::error::bad_target).category()) {
     Send(ErrorResponse(400, "bad_request",
                        "malformed HTTP request: " + error.message()),
          true);
@@ -314,8 +322,7 @@ void Session::Dispatch() {
 
   bool needs_token = !state_.token.empty() && target.path != "/healthz";
   if (needs_token &&
-      !IsAuthorized(ToStd(request[http::field::authorization]),
-                    state_.token)) {
+      !IsAuthorized(ToStd(request[http::field::authorization]), state_.token)) {
     Send(Unauthorized(), false);
     return;
   }
@@ -376,6 +383,8 @@ void Session::WaitForCommit(uint64_t baseline_seq) {
     return;
   }
 
+  // NOTE: nothing reads the socket while the session waits, so a client
+  // that hangs up is noticed only when the response is written.
   // A wake-up cancels the timer, and the deadline fires it. Either way
   // the feed is read again, and only a non-empty page or the deadline
   // ends the wait, so a stray cancel costs one extra read.
@@ -433,8 +442,7 @@ void Session::LogResponse(const ApiResponse& response) {
   std::string_view route = RouteTemplate(route_);
   std::string key = peer_address_ + " " + std::string(route) + " " +
                     std::to_string(response.status);
-  LogLimiter::LogDecision decision =
-      state_.access_log.Check(key, Clock::now());
+  LogLimiter::LogDecision decision = state_.access_log.Check(key, Clock::now());
   if (!decision.write) return;
 
   auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -444,10 +452,10 @@ void Session::LogResponse(const ApiResponse& response) {
     suppressed = " (" + std::to_string(decision.suppressed) +
                  " similar lines suppressed)";
   }
-  auto level = response.status >= 500 ? spdlog::level::err
-                                      : spdlog::level::info;
-  spdlog::log(level, "http: {} {} {} root={} status={} ms={}{}", peer_,
-              method_, route, root_.empty() ? "-" : root_, response.status,
+  auto level =
+      response.status >= 500 ? spdlog::level::err : spdlog::level::info;
+  spdlog::log(level, "http: {} {} {} root={} status={} ms={}{}", peer_, method_,
+              route, root_.empty() ? "-" : root_, response.status,
               elapsed.count(), suppressed);
   if (response.status >= 500) {
     spdlog::error("http: {} {} failed: {}", method_, route, response.body);
@@ -517,7 +525,8 @@ Status HttpServer::Impl::Listen(const ListenAddress& address) {
   tcp::endpoint endpoint(asio::ip::make_address(address.host, error),
                          address.port);
   if (!error) acceptor.open(endpoint.protocol(), error);
-  if (!error) acceptor.set_option(asio::socket_base::reuse_address(true), error);
+  if (!error)
+    acceptor.set_option(asio::socket_base::reuse_address(true), error);
   if (!error) acceptor.bind(endpoint, error);
   if (!error) acceptor.listen(asio::socket_base::max_listen_connections, error);
   if (!error) port = acceptor.local_endpoint(error).port();
@@ -532,17 +541,16 @@ Status HttpServer::Impl::Listen(const ListenAddress& address) {
 }
 
 void HttpServer::Impl::Accept() {
-  acceptor.async_accept(
-      asio::make_strand(ioc),
-      [this](beast::error_code error, tcp::socket socket) {
-        OnAccept(error, std::move(socket));
-      });
+  acceptor.async_accept(asio::make_strand(ioc),
+                        [this](beast::error_code error, tcp::socket socket) {
+                          OnAccept(error, std::move(socket));
+                        });
 }
 
 void HttpServer::Impl::OnAccept(beast::error_code error, tcp::socket socket) {
   if (error == asio::error::operation_aborted || !acceptor.is_open()) return;
   if (error) {
-    // Running out of file descriptors is the usual cause. Accepting again
+    // Running out of file descriptors is the likely cause. Accepting again
     // at once would spin, so wait a little first.
     if (accept_log.Check(error.message(), Clock::now()).write) {
       spdlog::error("http: accept failed: {}; retrying in 100 ms",
@@ -611,8 +619,9 @@ uint16_t HttpServer::port() const { return impl_->port; }
 void HttpServer::NotifyCommit(uint32_t root_id, uint64_t last_seq) {
   if (impl_->stopped.load()) return;
   Api& api = impl_->state.api;
-  asio::post(impl_->ioc,
-             [&api, root_id, last_seq] { api.waiters().Notify(root_id, last_seq); });
+  asio::post(impl_->ioc, [&api, root_id, last_seq] {
+    api.waiters().Notify(root_id, last_seq);
+  });
 }
 
 void HttpServer::Stop() {
@@ -624,8 +633,8 @@ void HttpServer::Stop() {
 
   beast::error_code ignored;
   impl_->acceptor.close(ignored);
-  // Waiting sessions are referenced from the waiter list; dropping them
-  // here lets the io_context destroy them while it still exists.
+  // The waiter list still references waiting sessions. Dropping them here
+  // lets the io_context destroy them while it still exists.
   impl_->state.api.waiters().Clear();
 }
 

@@ -148,8 +148,7 @@ void AppendIndexMetrics(std::string& out, const IndexStats& stats) {
   AppendGauge(out, "dirindex_index_map_size_bytes",
               "Size of the LMDB memory map.",
               static_cast<int64_t>(stats.map_size_bytes));
-  AppendGauge(out, "dirindex_index_used_bytes",
-              "Bytes of the LMDB map in use.",
+  AppendGauge(out, "dirindex_index_used_bytes", "Bytes of the LMDB map in use.",
               static_cast<int64_t>(stats.used_bytes));
   AppendCounter(out, "dirindex_index_map_resizes_total",
                 "Times the LMDB map grew because it was full.",
@@ -160,8 +159,8 @@ void AppendIndexMetrics(std::string& out, const IndexStats& stats) {
                 "LMDB write transactions that failed.", stats.failed_commits);
 }
 
-void AppendGauge(std::string& out, std::string_view name,
-                 std::string_view help, int64_t value) {
+void AppendGauge(std::string& out, std::string_view name, std::string_view help,
+                 int64_t value) {
   AppendHeader(out, name, help, "gauge");
   out += name;
   out += ' ';

@@ -47,7 +47,7 @@ void AppendRootMetrics(std::string& out, const std::vector<RootStatus>& roots);
 void AppendIndexMetrics(std::string& out, const IndexStats& stats);
 
 // Appends one gauge family with a single unlabeled sample.
-void AppendGauge(std::string& out, std::string_view name,
-                 std::string_view help, int64_t value);
+void AppendGauge(std::string& out, std::string_view name, std::string_view help,
+                 int64_t value);
 
 }  // namespace dirindex

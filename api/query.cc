@@ -107,9 +107,9 @@ Result<QueryParams> ParseQuery(std::string_view query,
 
     size_t equals = pair.find('=');
     std::string_view raw_name = pair.substr(0, equals);
-    std::string_view raw_value =
-        equals == std::string_view::npos ? std::string_view()
-                                         : pair.substr(equals + 1);
+    std::string_view raw_value = equals == std::string_view::npos
+                                     ? std::string_view()
+                                     : pair.substr(equals + 1);
     std::optional<std::string> name = PercentDecode(raw_name, true);
     std::optional<std::string> value = PercentDecode(raw_value, true);
     if (!name || !value) {
@@ -133,10 +133,10 @@ Result<QueryParams> ParseQuery(std::string_view query,
 
 Result<size_t> ParseLimit(std::string_view text) {
   size_t limit = 0;
-  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(),
-                                      limit);
-  bool whole = error == std::errc() && end == text.data() + text.size() &&
-               !text.empty();
+  auto [end, error] =
+      std::from_chars(text.data(), text.data() + text.size(), limit);
+  bool whole =
+      error == std::errc() && end == text.data() + text.size() && !text.empty();
   if (!whole || limit < 1 || limit > kMaxLimit) {
     return InvalidArgument("limit " + Quote(text) +
                            " is invalid; use a whole number from 1 to " +
@@ -147,10 +147,9 @@ Result<size_t> ParseLimit(std::string_view text) {
 
 Result<std::chrono::milliseconds> ParseWait(std::string_view text) {
   auto invalid = [&] {
-    return InvalidArgument("wait " + Quote(text) +
-                           " is invalid; use seconds from 0 to " +
-                           std::to_string(kMaxWait.count()) +
-                           ", such as 30 or 0.5");
+    return InvalidArgument(
+        "wait " + Quote(text) + " is invalid; use seconds from 0 to " +
+        std::to_string(kMaxWait.count()) + ", such as 30 or 0.5");
   };
   size_t dot = text.find('.');
   std::string_view whole = text.substr(0, dot);
@@ -184,8 +183,9 @@ Status ValidatePrefix(std::string_view prefix) {
   std::string_view path = prefix;
   if (!path.empty() && path.back() == '/') path.remove_suffix(1);
   if (path.empty() && !prefix.empty()) {
-    return InvalidArgument("prefix '/' is absolute; give a path relative to "
-                           "the root, or leave prefix out for everything");
+    return InvalidArgument(
+        "prefix '/' is absolute; give a path relative to "
+        "the root, or leave prefix out for everything");
   }
   Status valid = ValidateRelativePath(path);
   if (!valid.ok()) return InvalidArgument("prefix: " + valid.message());
@@ -255,8 +255,9 @@ Result<std::string> ParseStatQuery(std::string_view query) {
   const std::string* path = FindParam(*params, "path");
   const std::string* path_b64 = FindParam(*params, "path_b64");
   if ((path == nullptr) == (path_b64 == nullptr)) {
-    return InvalidArgument("give exactly one of path (percent-encoded) and "
-                           "path_b64 (base64 of the path bytes)");
+    return InvalidArgument(
+        "give exactly one of path (percent-encoded) and "
+        "path_b64 (base64 of the path bytes)");
   }
   std::string bytes;
   if (path != nullptr) {
@@ -271,8 +272,9 @@ Result<std::string> ParseStatQuery(std::string_view query) {
     bytes = std::move(*decoded);
   }
   if (bytes.empty()) {
-    return InvalidArgument("path is empty; give a path relative to the root, "
-                           "such as path=dir/file.xml");
+    return InvalidArgument(
+        "path is empty; give a path relative to the root, "
+        "such as path=dir/file.xml");
   }
   Status valid = ValidateRelativePath(bytes);
   if (!valid.ok()) return valid;

@@ -40,15 +40,24 @@ RouteMatch MatchRoute(std::string_view path) {
 
 std::string_view RouteTemplate(Route route) {
   switch (route) {
-    case Route::kRoots: return "/v1/roots";
-    case Route::kRoot: return "/v1/roots/{root}";
-    case Route::kChanges: return "/v1/roots/{root}/changes";
-    case Route::kFiles: return "/v1/roots/{root}/files";
-    case Route::kStat: return "/v1/roots/{root}/stat";
-    case Route::kRescan: return "/v1/roots/{root}/rescan";
-    case Route::kHealthz: return "/healthz";
-    case Route::kMetrics: return "/metrics";
-    case Route::kNone: break;
+    case Route::kRoots:
+      return "/v1/roots";
+    case Route::kRoot:
+      return "/v1/roots/{root}";
+    case Route::kChanges:
+      return "/v1/roots/{root}/changes";
+    case Route::kFiles:
+      return "/v1/roots/{root}/files";
+    case Route::kStat:
+      return "/v1/roots/{root}/stat";
+    case Route::kRescan:
+      return "/v1/roots/{root}/rescan";
+    case Route::kHealthz:
+      return "/healthz";
+    case Route::kMetrics:
+      return "/metrics";
+    case Route::kNone:
+      break;
   }
   return "unmatched";
 }

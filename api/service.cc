@@ -1,5 +1,7 @@
 #include "api/service.h"
 
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <utility>
 
@@ -8,6 +10,20 @@
 #include "scan/walker.h"
 
 namespace dirindex {
+
+namespace {
+
+void WarnIfReadableByOthers(const std::string& path) {
+  struct stat info {};
+  if (stat(path.c_str(), &info) == 0 && (info.st_mode & S_IROTH) != 0) {
+    spdlog::warn(
+        "token file {} is readable by every user; restrict it with "
+        "chmod 600",
+        path);
+  }
+}
+
+}  // namespace
 
 Status Service::OpenIndex(const Config& config) {
   std::string dir =
@@ -66,6 +82,7 @@ Status Service::StartServer(const Config& config, const HttpLimits& limits) {
     Result<std::string> token = ReadTokenFile(config.token_file);
     if (!token.ok()) return token.status();
     options.token = std::move(*token);
+    WarnIfReadableByOthers(config.token_file);
   }
   Result<std::unique_ptr<HttpServer>> server =
       HttpServer::Start(options, *api_);
@@ -84,8 +101,8 @@ Result<std::unique_ptr<Service>> Service::Start(const Config& config,
   std::vector<ServedRoot> served;
   Status added = service->AddRoots(config, served);
   if (!added.ok()) return added;
-  service->api_ = std::make_unique<Api>(*service->index_,
-                                        *service->scheduler_, served);
+  service->api_ =
+      std::make_unique<Api>(*service->index_, *service->scheduler_, served);
 
   Status started = service->StartServer(config, limits);
   if (!started.ok()) return started;

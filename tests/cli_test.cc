@@ -3,10 +3,10 @@
 #include <signal.h>
 #include <sys/wait.h>
 
-#include <gtest/gtest.h>
-
 #include <string>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "tests/http_client.h"
 #include "tests/test_support.h"
@@ -41,8 +41,7 @@ TEST(CliHelp, DescribesSubcommandFlags) {
        {Case{"serve", {"--listen", "--index", "--rescan-interval", "--config"}},
         Case{"scan", {"DIR"}},
         Case{"changes", {"--since", "--wait", "--limit", "--server"}},
-        Case{"status", {"--server"}},
-        Case{"verify", {"--index"}}}) {
+        Case{"status", {"--server"}}, Case{"verify", {"--index"}}}) {
     std::string output;
     ASSERT_EQ(RunDirindex({c.command, "--help"}, &output), 0) << output;
     for (const char* flag : c.flags) {
@@ -80,11 +79,11 @@ TEST(CliServe, DuplicateRootNamesFail) {
   MakeDirs(scratch.Sub("a/data"));
   MakeDirs(scratch.Sub("b/data"));
   std::string output;
-  EXPECT_EQ(RunDirindex({"serve", "--index", scratch.Sub("index"),
-                         "--listen", "127.0.0.1:0", scratch.Sub("a/data"),
-                         scratch.Sub("b/data")},
-                        &output),
-            1);
+  EXPECT_EQ(
+      RunDirindex({"serve", "--index", scratch.Sub("index"), "--listen",
+                   "127.0.0.1:0", scratch.Sub("a/data"), scratch.Sub("b/data")},
+                  &output),
+      1);
   EXPECT_TRUE(Contains(output, "'data' is used twice")) << output;
 }
 
@@ -106,10 +105,10 @@ TEST(CliServe, ClientsTalkToRunningServer) {
   std::string server = "http://127.0.0.1:" + std::to_string(port);
 
   ServerProcess process;
-  ASSERT_TRUE(process.Start({"--listen", "127.0.0.1:" + std::to_string(port),
-                             "--index", scratch.Sub("index"),
-                             "--rescan-interval", "1", scratch.Sub("invoices")},
-                            port, scratch.Sub("serve.log")));
+  ASSERT_TRUE(process.Start(
+      {"--listen", "127.0.0.1:" + std::to_string(port), "--index",
+       scratch.Sub("index"), "--rescan-interval", "1", scratch.Sub("invoices")},
+      port, scratch.Sub("serve.log")));
 
   std::string status;
   ASSERT_EQ(RunDirindex({"status", "--server", server}, &status), 0) << status;
@@ -118,10 +117,10 @@ TEST(CliServe, ClientsTalkToRunningServer) {
   // The first scan runs at start; poll until it has indexed the file.
   std::string changes;
   for (int i = 0; i < 100 && !Contains(changes, "a.xml"); ++i) {
-    ASSERT_EQ(RunDirindex({"changes", "invoices", "--server", server,
-                           "--wait", "1"},
-                          &changes),
-              0)
+    ASSERT_EQ(
+        RunDirindex({"changes", "invoices", "--server", server, "--wait", "1"},
+                    &changes),
+        0)
         << changes;
   }
   EXPECT_TRUE(Contains(changes, "\"fresh_instance\":true")) << changes;
@@ -133,8 +132,8 @@ TEST(CliServe, ClientsTalkToRunningServer) {
   EXPECT_TRUE(Contains(missing, "'nope'")) << missing;
 
   std::string bad_since;
-  EXPECT_EQ(RunDirindex({"changes", "invoices", "--server", server,
-                         "--since", "garbage"},
+  EXPECT_EQ(RunDirindex({"changes", "invoices", "--server", server, "--since",
+                         "garbage"},
                         &bad_since),
             1);
   EXPECT_TRUE(Contains(bad_since, "HTTP 400")) << bad_since;

@@ -1,10 +1,10 @@
-#include "api/config.h"
-
-#include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <string>
 
+#include <gtest/gtest.h>
+
+#include "api/config.h"
 #include "tests/test_support.h"
 
 namespace dirindex {
@@ -41,8 +41,8 @@ TEST(ParseDuration, RejectsMalformedValues) {
     Result<milliseconds> parsed = ParseDuration(text);
     EXPECT_FALSE(parsed.ok()) << "accepted '" << text << "'";
     if (!parsed.ok()) {
-      EXPECT_TRUE(Contains(parsed.status().message(),
-                           "'" + std::string(text) + "'"))
+      EXPECT_TRUE(
+          Contains(parsed.status().message(), "'" + std::string(text) + "'"))
           << parsed.status().message();
     }
   }
@@ -60,8 +60,8 @@ TEST(ParseByteSize, AcceptsUnitsAndPlainCounts) {
 }
 
 TEST(ParseByteSize, RejectsMalformedValues) {
-  for (const char* text : {"", "GiB", "0", "1XB", "-1GiB", "1.5GiB",
-                           "99999999999TiB"}) {
+  for (const char* text :
+       {"", "GiB", "0", "1XB", "-1GiB", "1.5GiB", "99999999999TiB"}) {
     Result<uint64_t> parsed = ParseByteSize(text);
     EXPECT_FALSE(parsed.ok()) << "accepted '" << text << "'";
   }
@@ -256,9 +256,9 @@ url = "http://127.0.0.1:17010/hook"
   Result<ParsedConfig> parsed = ParseConfig(text, "w.toml");
   ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
   ASSERT_EQ(parsed->warnings.size(), 10u);
-  for (const char* key : {"settle", "include", "exclude", "watch",
-                          "full_rescan", "identity_file", "known_hosts",
-                          "password_file", "server_timezone", "webhook"}) {
+  for (const char* key :
+       {"settle", "include", "exclude", "watch", "full_rescan", "identity_file",
+        "known_hosts", "password_file", "server_timezone", "webhook"}) {
     int mentions = 0;
     for (const std::string& warning : parsed->warnings) {
       if (Contains(warning, "'" + std::string(key) + "'")) ++mentions;
@@ -270,15 +270,15 @@ url = "http://127.0.0.1:17010/hook"
 }
 
 TEST(ParseConfig, RemoteSourceNotSupportedYet) {
-  for (const char* source : {"sftp://ingest@sftp.example:22/outbound",
-                             "ftp://reader@ftp.example/drop",
-                             "ftps://reader@ftp.example/drop"}) {
-    std::string text = "[[root]]\nname = \"r\"\nsource = \"" +
-                       std::string(source) + "\"\n";
+  for (const char* source :
+       {"sftp://ingest@sftp.example:22/outbound",
+        "ftp://reader@ftp.example/drop", "ftps://reader@ftp.example/drop"}) {
+    std::string text =
+        "[[root]]\nname = \"r\"\nsource = \"" + std::string(source) + "\"\n";
     Result<ParsedConfig> parsed = ParseConfig(text, "s.toml");
     ASSERT_FALSE(parsed.ok()) << source;
-    EXPECT_TRUE(Contains(parsed.status().message(),
-                         "not supported in this build yet"))
+    EXPECT_TRUE(
+        Contains(parsed.status().message(), "not supported in this build yet"))
         << parsed.status().message();
     EXPECT_TRUE(Contains(parsed.status().message(), "s.toml:3"));
   }
@@ -293,9 +293,8 @@ TEST(LocalPathOfSource, AcceptsFileUrlsAndAbsolutePaths) {
 }
 
 TEST(LocalPathOfSource, RejectsOtherForms) {
-  for (const char* source : {"data/in", "", "file://host/data",
-                             "file://data", "http://x/y", "s3://bucket/x",
-                             "file:///bad%zz"}) {
+  for (const char* source : {"data/in", "", "file://host/data", "file://data",
+                             "http://x/y", "s3://bucket/x", "file:///bad%zz"}) {
     Result<std::string> path = LocalPathOfSource(source);
     EXPECT_FALSE(path.ok()) << "accepted '" << source << "'";
   }
@@ -305,8 +304,8 @@ TEST(ValidateRootName, AcceptsOnlyUrlSafeNames) {
   for (const char* name : {"a", "invoices", "partner-in", "a.b_c-1", "A9"}) {
     EXPECT_TRUE(ValidateRootName(name).ok()) << name;
   }
-  for (const char* name : {"", ".", "..", "a b", "a/b", "a%b", "caf\xc3\xa9",
-                           "a?b"}) {
+  for (const char* name :
+       {"", ".", "..", "a b", "a/b", "a%b", "caf\xc3\xa9", "a?b"}) {
     EXPECT_FALSE(ValidateRootName(name).ok()) << name;
   }
 }
@@ -330,9 +329,9 @@ TEST(ParseListenAddress, ParsesHostsAndPorts) {
 }
 
 TEST(ParseListenAddress, RejectsMalformedAddresses) {
-  for (const char* text : {"127.0.0.1", "example.com:80", ":80",
-                           "127.0.0.1:70000", "127.0.0.1:x", "::1:80",
-                           "[::1]80", "127.0.0.1:"}) {
+  for (const char* text :
+       {"127.0.0.1", "example.com:80", ":80", "127.0.0.1:70000", "127.0.0.1:x",
+        "::1:80", "[::1]80", "127.0.0.1:"}) {
     EXPECT_FALSE(ParseListenAddress(text).ok()) << text;
   }
 }

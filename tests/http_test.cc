@@ -4,14 +4,10 @@
 // tests of the pieces behind the server: JSON bodies, commit waiters and
 // the log limiter.
 #include <arpa/inet.h>
-#include <curl/curl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
-#include <rapidjson/document.h>
 
 #include <chrono>
 #include <cstdio>
@@ -20,6 +16,10 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <curl/curl.h>
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
 
 #include "api/json.h"
 #include "api/log_limiter.h"
@@ -246,15 +246,14 @@ class HttpTest : public ::testing::Test {
     std::vector<SeenChange> changes;
     std::string next = since;
     for (int page = 0; page < 1000; ++page) {
-      std::string target = "/v1/roots/tree/changes?limit=" +
-                           std::to_string(limit);
+      std::string target =
+          "/v1/roots/tree/changes?limit=" + std::to_string(limit);
       if (!next.empty()) target += "&since=" + PercentEncode(next);
       Reply reply = Fetch("GET", Url(target));
       EXPECT_EQ(reply.status, 200) << reply.body;
       rapidjson::Document document = ParseJson(reply.body);
       for (const auto& change : document["changes"].GetArray()) {
-        changes.push_back({change["seq"].GetUint64(),
-                           change["op"].GetString(),
+        changes.push_back({change["seq"].GetUint64(), change["op"].GetString(),
                            change["path"].GetString(),
                            change["type"].GetString()});
       }
@@ -307,8 +306,9 @@ TEST_F(HttpTest, RootsListShowsScannedRoot) {
 
 TEST_F(HttpTest, UnknownRootIs404) {
   ASSERT_NO_FATAL_FAILURE(StartService(MakeConfig()));
-  for (const char* target : {"/v1/roots/nope", "/v1/roots/nope/changes",
-                             "/v1/roots/nope/files", "/v1/roots/nope/stat?path=a"}) {
+  for (const char* target :
+       {"/v1/roots/nope", "/v1/roots/nope/changes", "/v1/roots/nope/files",
+        "/v1/roots/nope/stat?path=a"}) {
     Reply reply = Fetch("GET", Url(target));
     EXPECT_EQ(reply.status, 404) << target;
     EXPECT_EQ(ErrorCode(reply), "not_found") << reply.body;
@@ -365,8 +365,8 @@ TEST_F(HttpTest, FreshInstanceWithoutSince) {
       EXPECT_TRUE(change.HasMember("mtime_ns"));
     }
   }
-  EXPECT_EQ(files, (std::set<std::string>{"a.txt", "dir/b.txt",
-                                          "dir/sub/c.txt"}));
+  EXPECT_EQ(files,
+            (std::set<std::string>{"a.txt", "dir/b.txt", "dir/sub/c.txt"}));
 }
 
 TEST_F(HttpTest, PagingWithLimitReachesLiveCursor) {
@@ -387,8 +387,8 @@ TEST_F(HttpTest, PagingWithLimitReachesLiveCursor) {
   EXPECT_EQ(paths.count("a.txt"), 1u);
 
   // The final cursor is live: nothing new, not a fresh instance.
-  Reply reply = Fetch("GET", Url("/v1/roots/tree/changes?since=" +
-                                 PercentEncode(cursor)));
+  Reply reply = Fetch(
+      "GET", Url("/v1/roots/tree/changes?since=" + PercentEncode(cursor)));
   ASSERT_EQ(reply.status, 200) << reply.body;
   rapidjson::Document document = ParseJson(reply.body);
   EXPECT_FALSE(document["fresh_instance"].GetBool());
@@ -420,15 +420,16 @@ TEST_F(HttpTest, ChangesAppearInOrderAfterRescan) {
   // the file changes are compared.
   std::vector<std::pair<std::string, std::string>> file_changes;
   for (const SeenChange& change : changes) {
-    if (change.type == "file") file_changes.emplace_back(change.op, change.path);
+    if (change.type == "file")
+      file_changes.emplace_back(change.op, change.path);
   }
   ASSERT_GE(file_changes.size(), 4u);
-  EXPECT_EQ(file_changes[0], (std::pair<std::string, std::string>(
-                                 "added", "new.txt")));
-  EXPECT_EQ(file_changes[1], (std::pair<std::string, std::string>(
-                                 "modified", "a.txt")));
-  EXPECT_EQ(file_changes[2], (std::pair<std::string, std::string>(
-                                 "deleted", "dir/b.txt")));
+  EXPECT_EQ(file_changes[0],
+            (std::pair<std::string, std::string>("added", "new.txt")));
+  EXPECT_EQ(file_changes[1],
+            (std::pair<std::string, std::string>("modified", "a.txt")));
+  EXPECT_EQ(file_changes[2],
+            (std::pair<std::string, std::string>("deleted", "dir/b.txt")));
   // A rename is reported as deleted plus added, in either order, or as
   // one renamed change.
   std::set<std::pair<std::string, std::string>> rename_ops(
@@ -452,8 +453,7 @@ TEST_F(HttpTest, LongPollWakesOnChange) {
   WriteFile(scratch_.Sub("tree/late.txt"), "late");
   ASSERT_NO_FATAL_FAILURE(RescanAndWait());
 
-  ASSERT_EQ(poll.wait_for(std::chrono::seconds(20)),
-            std::future_status::ready);
+  ASSERT_EQ(poll.wait_for(std::chrono::seconds(20)), std::future_status::ready);
   Reply reply = poll.get();
   auto elapsed = Clock::now() - start;
   ASSERT_EQ(reply.status, 200) << reply.body;
@@ -507,13 +507,12 @@ TEST_F(HttpTest, MalformedParametersAre400) {
     const char* query;
     const char* named;
   };
-  for (const Case& c : {Case{"since=not-a-cursor", "not-a-cursor"},
-                        Case{"limit=0", "limit"}, Case{"limit=-5", "limit"},
-                        Case{"limit=abc", "limit"},
-                        Case{"limit=10001", "limit"},
-                        Case{"limit=99999999999999999999", "limit"},
-                        Case{"wait=-1", "wait"}, Case{"wait=abc", "wait"},
-                        Case{"wait=301", "wait"}}) {
+  for (const Case& c :
+       {Case{"since=not-a-cursor", "not-a-cursor"}, Case{"limit=0", "limit"},
+        Case{"limit=-5", "limit"}, Case{"limit=abc", "limit"},
+        Case{"limit=10001", "limit"},
+        Case{"limit=99999999999999999999", "limit"}, Case{"wait=-1", "wait"},
+        Case{"wait=abc", "wait"}, Case{"wait=301", "wait"}}) {
     Reply reply =
         Fetch("GET", Url(std::string("/v1/roots/tree/changes?") + c.query));
     EXPECT_EQ(reply.status, 400) << c.query << ": " << reply.body;
@@ -550,8 +549,7 @@ TEST_F(HttpTest, UnsafePathsAre400) {
         "/v1/roots/tree/stat?path=dir/../../etc",
         "/v1/roots/tree/stat?path=%2Fetc%2Fpasswd",
         "/v1/roots/tree/stat?path=/etc/passwd",
-        "/v1/roots/tree/stat?path=a%00b",
-        "/v1/roots/tree/changes?prefix=../x",
+        "/v1/roots/tree/stat?path=a%00b", "/v1/roots/tree/changes?prefix=../x",
         "/v1/roots/tree/changes?prefix=%2E%2E%2F",
         "/v1/roots/tree/changes?prefix=%2Ftmp",
         "/v1/roots/tree/files?prefix=%2e%2e",
@@ -613,10 +611,12 @@ TEST_F(HttpTest, FilesListingPages) {
     EXPECT_EQ(paths.count(path), 1u) << path;
   }
 
-  Reply glob = Fetch("GET", Url("/v1/roots/tree/files?prefix=dir%2F&glob=*.txt"));
+  Reply glob =
+      Fetch("GET", Url("/v1/roots/tree/files?prefix=dir%2F&glob=*.txt"));
   ASSERT_EQ(glob.status, 200) << glob.body;
   std::set<std::string> matched;
-  for (const auto& entry : ParseJson(glob.body)["entries"].GetArray()) {
+  rapidjson::Document glob_document = ParseJson(glob.body);
+  for (const auto& entry : glob_document["entries"].GetArray()) {
     matched.insert(entry["path"].GetString());
   }
   EXPECT_EQ(matched.count("a.txt"), 0u);
@@ -648,18 +648,18 @@ TEST_F(HttpTest, TokenRequiredWhenConfigured) {
   EXPECT_TRUE(Contains(none.headers, "WWW-Authenticate: Bearer"));
   EXPECT_FALSE(Contains(none.body, "correct-horse"));
 
-  Reply wrong = Fetch("GET", Url("/v1/roots"),
-                      {"Authorization: Bearer correct-horsf"});
+  Reply wrong =
+      Fetch("GET", Url("/v1/roots"), {"Authorization: Bearer correct-horsf"});
   EXPECT_EQ(wrong.status, 401);
   Reply longer = Fetch("GET", Url("/v1/roots"),
                        {"Authorization: Bearer correct-horse-battery"});
   EXPECT_EQ(longer.status, 401);
-  Reply basic = Fetch("GET", Url("/v1/roots"),
-                      {"Authorization: Basic correct-horse"});
+  Reply basic =
+      Fetch("GET", Url("/v1/roots"), {"Authorization: Basic correct-horse"});
   EXPECT_EQ(basic.status, 401);
 
-  Reply right = Fetch("GET", Url("/v1/roots"),
-                      {"Authorization: Bearer correct-horse"});
+  Reply right =
+      Fetch("GET", Url("/v1/roots"), {"Authorization: Bearer correct-horse"});
   EXPECT_EQ(right.status, 200) << right.body;
   Reply missing_route = Fetch("GET", Url("/v1/nothing"));
   EXPECT_EQ(missing_route.status, 401);
@@ -684,8 +684,8 @@ TEST_F(HttpTest, OversizedRequestsRejected) {
   EXPECT_EQ(header.status, 431) << header.error;
   EXPECT_EQ(ErrorCode(header), "header_too_large");
 
-  Reply url = Fetch("GET", Url("/v1/roots/tree/stat?path=" +
-                               std::string(10 * 1024, 'a')));
+  Reply url = Fetch(
+      "GET", Url("/v1/roots/tree/stat?path=" + std::string(10 * 1024, 'a')));
   EXPECT_EQ(url.status, 431) << url.error;
 
   Reply body = Fetch("POST", Url("/v1/roots/tree/rescan"), {"Expect:"},
@@ -752,8 +752,8 @@ TEST_F(HttpTest, ConnectionLimitGets503) {
   std::this_thread::sleep_for(milliseconds(200));
   EXPECT_EQ(Fetch("GET", Url("/healthz")).status, 200);
   Reply metrics = Fetch("GET", Url("/metrics"));
-  EXPECT_TRUE(Contains(metrics.body,
-                       "dirindex_http_connections_rejected_total 1\n"))
+  EXPECT_TRUE(
+      Contains(metrics.body, "dirindex_http_connections_rejected_total 1\n"))
       << metrics.body;
 }
 

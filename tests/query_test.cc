@@ -1,9 +1,8 @@
-#include "api/query.h"
+#include <string>
 
 #include <gtest/gtest.h>
 
-#include <string>
-
+#include "api/query.h"
 #include "api/routes.h"
 #include "index/paths.h"
 
@@ -88,8 +87,8 @@ TEST(ParseChangesQuery, AppliesDefaults) {
 }
 
 TEST(ParseChangesQuery, ReadsEveryParameter) {
-  Result<ChangesParams> params = ParseChangesQuery(
-      "since=abc-_%3D&limit=25&wait=2.5&prefix=in%2Fbox%2F");
+  Result<ChangesParams> params =
+      ParseChangesQuery("since=abc-_%3D&limit=25&wait=2.5&prefix=in%2Fbox%2F");
   ASSERT_TRUE(params.ok()) << params.status().ToString();
   EXPECT_EQ(params->since, "abc-_=");
   EXPECT_EQ(params->limit, 25u);
@@ -135,8 +134,8 @@ TEST(ValidatePrefix, AcceptsRelativePathsWithTrailingSlash) {
 }
 
 TEST(ValidatePrefix, RejectsEscapesAndAbsolutePaths) {
-  for (const char* prefix : {"/", "/etc", "..", "../x", "a/../b", "a//b",
-                             "./a", "a//"}) {
+  for (const char* prefix :
+       {"/", "/etc", "..", "../x", "a/../b", "a//b", "./a", "a//"}) {
     EXPECT_FALSE(ValidatePrefix(prefix).ok()) << prefix;
   }
   EXPECT_FALSE(ValidatePrefix(std::string("a\0b", 3)).ok());
@@ -164,16 +163,16 @@ TEST(ParseStatQuery, DecodesPathOrBase64) {
   EXPECT_EQ(ParseStatQuery("path=caf%C3%A9").value(), "caf\xc3\xa9");
   EXPECT_EQ(ParseStatQuery("path=bad%FFname").value(), "bad\xffname");
   std::string raw = "dir/\xff\xfe";
-  EXPECT_EQ(ParseStatQuery("path_b64=" + PercentEncode(Base64Encode(raw)))
-                .value(),
-            raw);
+  EXPECT_EQ(
+      ParseStatQuery("path_b64=" + PercentEncode(Base64Encode(raw))).value(),
+      raw);
 }
 
 TEST(ParseStatQuery, RejectsMissingAmbiguousAndUnsafePaths) {
-  for (const char* query : {"", "path=", "path=a&path_b64=YQ==",
-                            "path=..", "path=%2e%2e", "path=%2Fetc%2Fpasswd",
-                            "path=a%00b", "path=a/../../b", "path_b64=***",
-                            "path_b64=Li4="}) {
+  for (const char* query :
+       {"", "path=", "path=a&path_b64=YQ==", "path=..", "path=%2e%2e",
+        "path=%2Fetc%2Fpasswd", "path=a%00b", "path=a/../../b", "path_b64=***",
+        "path_b64=Li4="}) {
     Result<std::string> path = ParseStatQuery(query);
     ASSERT_FALSE(path.ok()) << "accepted " << query;
     EXPECT_EQ(path.status().code(), StatusCode::kInvalidArgument);
@@ -225,9 +224,9 @@ TEST(MatchRoute, MatchesEveryRoute) {
 }
 
 TEST(MatchRoute, RejectsOtherPaths) {
-  for (const char* path : {"/", "/v1", "/v1/roots/", "/v1/roots//changes",
-                           "/v1/roots/a/other", "/v1/roots/a/changes/x",
-                           "/v2/roots", "/v1/roots/a%zz", "/healthz/"}) {
+  for (const char* path :
+       {"/", "/v1", "/v1/roots/", "/v1/roots//changes", "/v1/roots/a/other",
+        "/v1/roots/a/changes/x", "/v2/roots", "/v1/roots/a%zz", "/healthz/"}) {
     EXPECT_EQ(MatchRoute(path).route, Route::kNone) << path;
   }
 }
