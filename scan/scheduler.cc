@@ -46,9 +46,9 @@ int64_t MillisecondsSince(std::chrono::steady_clock::time_point start) {
 
 }  // namespace
 
-// RootState is one root's schedule, runtime and request queue. Everything
+// ScheduledRoot is one root's schedule, runtime and request queue. Everything
 // but `schedule.source` and `thread` is guarded by Scheduler::Impl::mu.
-struct RootState {
+struct ScheduledRoot {
   RootSchedule schedule;
   RootRuntime runtime;
   std::vector<uint64_t> pending_ids;  // requested, not started yet
@@ -62,28 +62,28 @@ struct RootState {
 struct Scheduler::Impl {
   explicit Impl(Index& index) : index(index) {}
 
-  void StartThread(RootState& root);
-  void RunRoot(RootState& root);
+  void StartThread(ScheduledRoot& root);
+  void RunRoot(ScheduledRoot& root);
   // Runs one scan of `root` and returns false when it failed.
-  bool RunScan(RootState& root, uint64_t rescan_id, bool full);
-  std::chrono::milliseconds NextDelay(const RootState& root) const;
-  RootState* Find(std::string_view name) const;
-  bool IsFinished(const RootState& root, uint64_t rescan_id) const;
+  bool RunScan(ScheduledRoot& root, uint64_t rescan_id, bool full);
+  std::chrono::milliseconds NextDelay(const ScheduledRoot& root) const;
+  ScheduledRoot* Find(std::string_view name) const;
+  bool IsFinished(const ScheduledRoot& root, uint64_t rescan_id) const;
 
   Index& index;
   mutable std::mutex mu;
   std::condition_variable scan_done;  // a scan ended, or Stop was called
-  std::vector<std::unique_ptr<RootState>> roots;
+  std::vector<std::unique_ptr<ScheduledRoot>> roots;
   uint64_t last_issued_id = 0;
   bool started = false;
   std::atomic<bool> stop{false};
 };
 
-void Scheduler::Impl::StartThread(RootState& root) {
+void Scheduler::Impl::StartThread(ScheduledRoot& root) {
   root.thread = std::thread([this, &root] { RunRoot(root); });
 }
 
-void Scheduler::Impl::RunRoot(RootState& root) {
+void Scheduler::Impl::RunRoot(ScheduledRoot& root) {
   auto next_due = std::chrono::steady_clock::now();
   std::unique_lock lock(mu);
   while (!stop) {
@@ -138,7 +138,7 @@ void Scheduler::Impl::RunRoot(RootState& root) {
   }
 }
 
-bool Scheduler::Impl::RunScan(RootState& root, uint64_t rescan_id, bool full) {
+bool Scheduler::Impl::RunScan(ScheduledRoot& root, uint64_t rescan_id, bool full) {
   const RootSchedule& schedule = root.schedule;
   spdlog::info("scan started: root={} root_id={} rescan_id={} full={} source={}",
                schedule.name, schedule.root_id, rescan_id, full,
@@ -211,7 +211,7 @@ bool Scheduler::Impl::RunScan(RootState& root, uint64_t rescan_id, bool full) {
 }
 
 std::chrono::milliseconds Scheduler::Impl::NextDelay(
-    const RootState& root) const {
+    const ScheduledRoot& root) const {
   std::chrono::milliseconds interval = root.schedule.rescan_interval;
   if (root.failures_in_row == 0) return interval;
   if (interval.count() <= 0) interval = std::chrono::seconds(30);
@@ -223,14 +223,14 @@ std::chrono::milliseconds Scheduler::Impl::NextDelay(
   return std::min(delay, cap);
 }
 
-RootState* Scheduler::Impl::Find(std::string_view name) const {
+ScheduledRoot* Scheduler::Impl::Find(std::string_view name) const {
   for (const auto& root : roots) {
     if (root->schedule.name == name) return root.get();
   }
   return nullptr;
 }
 
-bool Scheduler::Impl::IsFinished(const RootState& root,
+bool Scheduler::Impl::IsFinished(const ScheduledRoot& root,
                                  uint64_t rescan_id) const {
   if (rescan_id == 0 || rescan_id > last_issued_id) return false;
   auto contains = [&](const std::vector<uint64_t>& ids) {
@@ -263,7 +263,7 @@ void Scheduler::AddRoot(RootSchedule schedule) {
                   schedule.name);
     return;
   }
-  auto root = std::make_unique<RootState>();
+  auto root = std::make_unique<ScheduledRoot>();
   root->runtime.name = schedule.name;
   root->runtime.rescan_interval = schedule.rescan_interval;
   root->schedule = std::move(schedule);
@@ -295,7 +295,7 @@ void Scheduler::Stop() {
 Result<uint64_t> Scheduler::RequestRescan(std::string_view root_name,
                                           bool full) {
   std::lock_guard lock(impl_->mu);
-  RootState* root = impl_->Find(root_name);
+  ScheduledRoot* root = impl_->Find(root_name);
   if (root == nullptr) {
     return NotFound("root '" + std::string(root_name) + "' is not configured");
   }
@@ -314,7 +314,7 @@ Result<uint64_t> Scheduler::RequestRescan(std::string_view root_name,
 
 std::optional<RootRuntime> Scheduler::Runtime(std::string_view root_name) const {
   std::lock_guard lock(impl_->mu);
-  RootState* root = impl_->Find(root_name);
+  ScheduledRoot* root = impl_->Find(root_name);
   if (root == nullptr) return std::nullopt;
   return root->runtime;
 }
@@ -330,7 +330,7 @@ std::vector<RootRuntime> Scheduler::Runtimes() const {
 bool Scheduler::WaitForScan(std::string_view root_name, uint64_t rescan_id,
                             std::chrono::milliseconds timeout) {
   std::unique_lock lock(impl_->mu);
-  RootState* root = impl_->Find(root_name);
+  ScheduledRoot* root = impl_->Find(root_name);
   if (root == nullptr) return false;
   impl_->scan_done.wait_for(lock, timeout, [&] {
     return impl_->stop || impl_->IsFinished(*root, rescan_id);

@@ -33,9 +33,13 @@ inline constexpr unsigned kEntryStatxMask =
 void FillEntryFromStatx(const struct statx& sx, ListedEntry& entry);
 
 // Checks whether this process can use io_uring for IORING_OP_STATX. The
-// first call probes the kernel and logs the reason once when it cannot;
-// later calls return the stored result.
+// first call runs ProbeIoUringStatx and logs the reason once when it
+// cannot; later calls return the stored result.
 Status IoUringStatxSupport();
+
+// Sets up a small ring and checks that the kernel supports
+// IORING_OP_STATX. Returns kUnavailable with the errno otherwise.
+Status ProbeIoUringStatx();
 
 // UringStatx owns one io_uring instance. One thread at a time may use it.
 class UringStatx {
@@ -101,8 +105,8 @@ class EntryStatter {
   ~EntryStatter();
 
   // Stats every entry of the chunk. errors[i] becomes 0 for a filled entry
-  // or the errno of its statx. Returns early, leaving later entries at
-  // UringStatx::kNotStatted, once `stop` is set.
+  // or the errno of its statx. Direct calls stop early once `stop` is set,
+  // leaving later entries at UringStatx::kNotStatted.
   void StatChunk(int dir_fd, std::span<ListedEntry> entries,
                  std::span<int> errors, const std::atomic<bool>& stop);
 
@@ -115,8 +119,8 @@ class EntryStatter {
   // Stats entries [begin, end) with direct calls.
   void StatSync(int dir_fd, std::span<ListedEntry> entries,
                 std::span<int> errors, size_t begin, size_t end);
-  // Stats entries [begin, end) through the ring, falling back to direct
-  // calls when the ring cannot be set up or fails.
+  // Stats the entries from `begin` on through the ring, falling back to
+  // direct calls when the ring fails.
   void StatUring(int dir_fd, std::span<ListedEntry> entries,
                  std::span<int> errors, size_t begin);
   bool EnsureRing();
@@ -125,8 +129,10 @@ class EntryStatter {
   std::unique_ptr<UringStatx> ring_;
   bool ring_failed_ = false;
   // Set after a chunk whose io_uring requests still took at least
-  // slow_statx each: the next chunk goes to io_uring without a probe.
+  // slow_statx each. The next chunks go to io_uring without a probe until
+  // the last probe is kReprobeIntervalNs old.
   bool storage_slow_ = false;
+  int64_t last_probe_ns_ = 0;  // steady clock
   uint64_t sync_calls_ = 0;
   uint64_t uring_calls_ = 0;
 };

@@ -15,7 +15,7 @@
 // as a chunk task that any thread may stat, while the reading thread keeps
 // reading. The reader stats the last part itself, split in two when it is
 // larger than a chunk. Each part is statted by the EntryStatter of the
-// thread that holds it (direct statx or io_uring, see uring_statx.cc), and
+// thread that took it (direct statx or io_uring, see uring_statx.cc), and
 // the thread that finishes the last part hands the whole listing to the
 // sink. So one folder of 200,000 files is statted on every thread while
 // getdents64 is still reading it.
@@ -205,7 +205,15 @@ class Walk {
   void TaskDone();
   void Push(std::vector<Task>&& tasks);
 
+  // Returns the task's directory, or nullptr when it vanished or could not
+  // be opened (then a failed listing has been emitted).
+  DirFdPtr OpenDirectory(DirTask& task);
   void ListDirectory(DirTask& task, Worker& worker);
+  // Reads all names of the job's directory with getdents64, handing out
+  // full chunks on the way and leaving the rest in `part`. Returns false
+  // when the walk was cancelled.
+  bool ReadNames(const std::shared_ptr<DirJob>& job, Worker& worker,
+                 std::vector<ListedEntry>& part);
   void StatPart(DirJob& job, std::vector<ListedEntry>&& part, Worker& worker);
   void FinishPart(DirJob& job);
   void Emit(DirJob& job);
@@ -333,55 +341,79 @@ void Walk::Push(std::vector<Task>&& tasks) {
   }
 }
 
-void Walk::ListDirectory(DirTask& task, Worker& worker) {
-  DirFdPtr fd = std::move(task.opened);
-  if (fd == nullptr) {
-    int raw = openat(task.parent->get(), task.name.c_str(),
-                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (raw < 0) {
-      int error = errno;
-      if (IsVanished(error)) {
-        spdlog::debug("walk of {}: directory '{}' vanished before it was "
-                      "opened", impl_.options.root_path, task.path);
-        return;
-      }
-      EmitFailure(task.path,
-                  ErrnoStatus(error, "open",
-                              ToValidUtf8(impl_.AbsolutePath(task.path))));
-      return;
-    }
-    fd = std::make_shared<DirFd>(raw);
+DirFdPtr Walk::OpenDirectory(DirTask& task) {
+  if (task.opened != nullptr) return std::move(task.opened);
+
+  int raw = openat(task.parent->get(), task.name.c_str(),
+                   O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (raw >= 0) return std::make_shared<DirFd>(raw);
+
+  int error = errno;
+  if (IsVanished(error)) {
+    spdlog::debug("walk of {}: directory '{}' vanished before it was opened",
+                  impl_.options.root_path, ToValidUtf8(task.path));
+  } else {
+    EmitFailure(task.path,
+                ErrnoStatus(error, "open",
+                            ToValidUtf8(impl_.AbsolutePath(task.path))));
   }
+  return nullptr;
+}
+
+void Walk::ListDirectory(DirTask& task, Worker& worker) {
+  DirFdPtr fd = OpenDirectory(task);
   task.parent.reset();
+  if (fd == nullptr) return;
 
   auto job = std::make_shared<DirJob>();
-  job->fd = fd;
+  job->fd = std::move(fd);
   job->path = std::move(task.path);
   job->depth = task.depth;
   job->recursive = task.recursive;
 
-  const size_t chunk = impl_.options.chunk_entries;
   std::vector<ListedEntry> part;
+  if (!ReadNames(job, worker, part)) return;
+
+  // The reader stats the last part itself, after handing half of it to
+  // another thread when it is larger than one chunk.
+  if (part.size() > impl_.options.chunk_entries) {
+    size_t half = part.size() / 2;
+    std::vector<ListedEntry> piece(
+        std::make_move_iterator(part.begin() + static_cast<ptrdiff_t>(half)),
+        std::make_move_iterator(part.end()));
+    part.resize(half);
+    job->pending.fetch_add(1);
+    std::vector<Task> rest;
+    rest.push_back(ChunkTask{job, std::move(piece)});
+    Push(std::move(rest));
+  }
+  StatPart(*job, std::move(part), worker);
+  FinishPart(*job);
+}
+
+bool Walk::ReadNames(const std::shared_ptr<DirJob>& job, Worker& worker,
+                     std::vector<ListedEntry>& part) {
+  const size_t chunk = impl_.options.chunk_entries;
   for (;;) {
-    if (Cancelled()) return;
-    long bytes = syscall(SYS_getdents64, fd->get(), worker.buffer.get(),
+    if (Cancelled()) return false;
+    long bytes = syscall(SYS_getdents64, job->fd->get(), worker.buffer.get(),
                          worker.buffer_bytes);
     if (bytes < 0) {
-      if (errno == EINTR) continue;
+      int error = errno;
+      if (error == EINTR) continue;
       std::lock_guard lock(job->mu);
-      job->error = ErrnoStatus(errno, "getdents64",
+      job->error = ErrnoStatus(error, "getdents64",
                                ToValidUtf8(impl_.AbsolutePath(job->path)));
-      break;
+      return true;
     }
-    if (bytes == 0) break;
+    if (bytes == 0) return true;
 
     for (long offset = 0; offset < bytes;) {
       auto* record =
           reinterpret_cast<const LinuxDirent64*>(worker.buffer.get() + offset);
       offset += record->d_reclen;
       if (IsDotOrDotDot(record->d_name)) continue;
-      ListedEntry& entry = part.emplace_back();
-      entry.name = record->d_name;
+      part.emplace_back().name = record->d_name;
     }
     if (impl_.options.after_getdents_for_test) {
       impl_.options.after_getdents_for_test(job->path);
@@ -400,20 +432,6 @@ void Walk::ListDirectory(DirTask& task, Worker& worker) {
     }
     Push(std::move(chunks));
   }
-
-  if (part.size() > chunk) {
-    size_t half = part.size() / 2;
-    std::vector<ListedEntry> piece(
-        std::make_move_iterator(part.begin() + static_cast<ptrdiff_t>(half)),
-        std::make_move_iterator(part.end()));
-    part.resize(half);
-    job->pending.fetch_add(1);
-    std::vector<Task> rest;
-    rest.push_back(ChunkTask{job, std::move(piece)});
-    Push(std::move(rest));
-  }
-  StatPart(*job, std::move(part), worker);
-  FinishPart(*job);
 }
 
 void Walk::StatPart(DirJob& job, std::vector<ListedEntry>&& part,
@@ -427,7 +445,7 @@ void Walk::StatPart(DirJob& job, std::vector<ListedEntry>&& part,
   std::vector<Task> subdirs;
   Status error;
   uint64_t vanished = 0;
-  size_t kept = 0;
+  size_t kept_count = 0;
   for (size_t i = 0; i < part.size(); ++i) {
     int result = worker.errors[i];
     if (result == 0) {
@@ -442,8 +460,8 @@ void Walk::StatPart(DirJob& job, std::vector<ListedEntry>&& part,
         subdir.recursive = true;
         subdirs.push_back(std::move(subdir));
       }
-      if (kept != i) part[kept] = std::move(entry);
-      ++kept;
+      if (kept_count != i) part[kept_count] = std::move(entry);
+      ++kept_count;
     } else if (result == ENOENT || result == ENOTDIR) {
       ++vanished;
     } else if (error.ok()) {
@@ -452,7 +470,7 @@ void Walk::StatPart(DirJob& job, std::vector<ListedEntry>&& part,
           ToValidUtf8(impl_.AbsolutePath(JoinPath(job.path, part[i].name))));
     }
   }
-  part.resize(kept);
+  part.resize(kept_count);
   if (vanished > 0) impl_.entries_vanished += vanished;
 
   // Subdirectories are listed even when a sibling failed: their own
@@ -530,7 +548,7 @@ void Walk::Accept(DirListing&& listing) {
 
 void Walk::LogFailure(const std::string& path, const Status& status) {
   if (failed_dirs_.load() >= kMaxLoggedFailures) return;
-  spdlog::warn("walk of {}: cannot list directory '{}': {}",
+  spdlog::warn("walk of {}: listing directory '{}' failed: {}",
                impl_.options.root_path, ToValidUtf8(path), status.ToString());
 }
 
@@ -571,7 +589,8 @@ std::optional<DirTask> ResolveTarget(const SourceState& impl,
         ancestor.name = ".";
       }
       spdlog::debug("walk of {}: '{}' is gone, listing '{}' instead",
-                    impl.options.root_path, path, current_path);
+                    impl.options.root_path, ToValidUtf8(path),
+                    ToValidUtf8(current_path));
       return ancestor;
     }
     if (raw < 0) {
@@ -592,7 +611,7 @@ std::optional<DirTask> ResolveTarget(const SourceState& impl,
       if (statx(raw, "", AT_EMPTY_PATH, STATX_TYPE, &sx) == 0 &&
           makedev(sx.stx_dev_major, sx.stx_dev_minor) != root_device) {
         spdlog::debug("walk of {}: '{}' is on another file system, skipped",
-                      impl.options.root_path, path);
+                      impl.options.root_path, ToValidUtf8(path));
         return std::nullopt;
       }
     }

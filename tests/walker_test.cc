@@ -5,7 +5,11 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -13,7 +17,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
+#include <functional>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <set>
@@ -24,6 +31,7 @@
 #include <gtest/gtest.h>
 
 #include "index/paths.h"
+#include "scan/uring_statx.h"
 #include "tests/test_support.h"
 
 namespace dirindex {
@@ -333,46 +341,23 @@ TEST(WalkerTest, DirectoryVanishedBeforeOpen) {
   ScanTotals totals = ScanAll(*source, sink);
 
   ASSERT_FALSE(removed.empty());
-  std::string kept = removed == "x" ? "y" : "x";
+  std::string surviving = removed == "x" ? "y" : "x";
   auto listings = sink.ByPath();
   EXPECT_EQ(Paths(listings),
-            (std::set<std::string>{"", kept, kept + "/inner"}));
+            (std::set<std::string>{"", surviving, surviving + "/inner"}));
   EXPECT_EQ(totals.failed_dirs, 0u);
 }
 
-// Runs a scan of `root` in a child process that has switched to the user
-// nobody, so permission bits apply even though the tests run as root.
-// Returns one line per listing: "path|status code|entry count".
-std::set<std::string> ScanAsNobody(const std::string& root) {
+// Runs `body` in a forked child process and returns what it wrote. The
+// child may change its credentials or install a seccomp filter without
+// affecting the test binary.
+std::string RunInChild(const std::function<std::string()>& body) {
   int fds[2];
   EXPECT_EQ(pipe(fds), 0);
   pid_t pid = fork();
   if (pid == 0) {
     close(fds[0]);
-    std::string out;
-    if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 ||
-        setuid(65534) != 0) {
-      out = std::string("setuid failed: ") + std::strerror(errno) + "\n";
-    } else {
-      WalkerOptions options;
-      options.root_path = root;
-      Result<std::unique_ptr<LocalSource>> source = LocalSource::Create(options);
-      CollectingSink sink;
-      std::atomic<bool> stop{false};
-      if (!source.ok()) {
-        out = "create failed: " + source.status().ToString() + "\n";
-      } else if (Result<ScanTotals> totals =
-                     (*source)->Scan(ScanRequest(), sink, stop);
-                 !totals.ok()) {
-        out = "scan failed: " + totals.status().ToString() + "\n";
-      } else {
-        for (const auto& [path, listing] : sink.ByPath()) {
-          out += path + "|" + std::string(StatusCodeName(listing.status.code())) +
-                 "|" + std::to_string(listing.entries.size()) + "\n";
-          if (!listing.status.ok()) out += "message " + listing.status.message() + "\n";
-        }
-      }
-    }
+    std::string out = body();
     size_t done = 0;
     while (done < out.size()) {
       ssize_t n = write(fds[1], out.data() + done, out.size() - done);
@@ -391,6 +376,38 @@ std::set<std::string> ScanAsNobody(const std::string& root) {
   waitpid(pid, &wstatus, 0);
   EXPECT_TRUE(WIFEXITED(wstatus));
   EXPECT_EQ(WEXITSTATUS(wstatus), 0);
+  return text;
+}
+
+// Scans `root` in a child process that has switched to the user nobody
+// when run as root, so permission bits apply. Returns one line
+// per listing, "path|status code|entry count", plus a "message" line for
+// each failed listing.
+std::set<std::string> ScanAsNobody(const std::string& root) {
+  std::string text = RunInChild([&]() -> std::string {
+    // A test run by another user is already subject to permission bits.
+    if (geteuid() == 0 && (setgroups(0, nullptr) != 0 || setgid(65534) != 0 ||
+                           setuid(65534) != 0)) {
+      return std::string("setuid failed: ") + std::strerror(errno) + "\n";
+    }
+    Result<std::unique_ptr<LocalSource>> source =
+        LocalSource::Create(OptionsFor(root));
+    if (!source.ok()) return "create failed: " + source.status().ToString();
+    CollectingSink sink;
+    std::atomic<bool> stop{false};
+    Result<ScanTotals> totals = (*source)->Scan(ScanRequest(), sink, stop);
+    if (!totals.ok()) return "scan failed: " + totals.status().ToString();
+
+    std::string out;
+    for (const auto& [path, listing] : sink.ByPath()) {
+      out += path + "|" + std::string(StatusCodeName(listing.status.code())) +
+             "|" + std::to_string(listing.entries.size()) + "\n";
+      if (!listing.status.ok()) {
+        out += "message " + listing.status.message() + "\n";
+      }
+    }
+    return out;
+  });
 
   std::set<std::string> lines;
   std::istringstream in(text);
@@ -472,6 +489,64 @@ TEST(WalkerTest, UringAndSyncListingsMatch) {
     EXPECT_EQ(uring_stats.statx_sync, 0u);
     EXPECT_EQ(uring_stats.statx_uring, sync_stats.statx_sync);
   }
+}
+
+// A seccomp filter makes io_uring_setup fail with EPERM, as the sysctl
+// kernel.io_uring_disabled does, in a child process. The probe reports it,
+// and a walker forced to io_uring falls back to direct statx with the same
+// listings.
+TEST(WalkerTest, UringSetupFailureFallsBack) {
+  ScratchDir dir;
+  BuildMixedTree(dir);
+  auto source = MakeSource(OptionsFor(dir.path()));
+  ASSERT_NE(source, nullptr);
+  CollectingSink sink;
+  ScanAll(*source, sink);
+  const std::string expected = Canonical(sink.ByPath());
+
+  std::string text = RunInChild([&]() -> std::string {
+    sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    sock_fprog program = {static_cast<unsigned short>(std::size(filter)),
+                          filter};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0) {
+      return std::string("seccomp failed: ") + std::strerror(errno);
+    }
+    Status probe = ProbeIoUringStatx();
+    std::string out = "probe " + probe.ToString() + "\n";
+
+    WalkerOptions options = OptionsFor(dir.path());
+    options.statx_mode = StatxMode::kUring;
+    Result<std::unique_ptr<LocalSource>> forced = LocalSource::Create(options);
+    if (!forced.ok()) return out + "create failed " + forced.status().ToString();
+    CollectingSink child_sink;
+    std::atomic<bool> stop{false};
+    Result<ScanTotals> totals = (*forced)->Scan(ScanRequest(), child_sink, stop);
+    if (!totals.ok()) return out + "scan failed " + totals.status().ToString();
+    WalkerStats stats = (*forced)->stats();
+    out += "uring " + std::to_string(stats.statx_uring) + " sync " +
+           std::to_string(stats.statx_sync) + "\n";
+    return out + Canonical(child_sink.ByPath());
+  });
+
+  std::istringstream in(text);
+  std::string probe_line, counts_line;
+  std::getline(in, probe_line);
+  std::getline(in, counts_line);
+  std::string listings((std::istreambuf_iterator<char>(in)),
+                       std::istreambuf_iterator<char>());
+  EXPECT_EQ(probe_line,
+            "probe unavailable: io_uring_setup failed with errno 1 (Operation "
+            "not permitted). The sysctl kernel.io_uring_disabled or a seccomp "
+            "filter may block io_uring.");
+  EXPECT_EQ(counts_line, "uring 0 sync " +
+                             std::to_string(source->stats().statx_sync));
+  EXPECT_EQ(listings, expected);
 }
 
 // kAuto with a zero latency bound treats every call as slow, so it moves
