@@ -38,6 +38,7 @@ class JsonOut {
     Key(key);
     writer_.Bool(value);
   }
+  void Number(double value) { writer_.Double(value); }
   void NullField(std::string_view key) {
     Key(key);
     writer_.Null();
@@ -83,6 +84,7 @@ void WriteChange(JsonOut& out, const Change& change) {
     out.PathField("old_path", change.old_path);
     if (change.inferred) out.BoolField("inferred", true);
   }
+  if (change.origin == ChangeOrigin::kReconcile) out.Field("origin", "reconcile");
   out.EndObject();
 }
 
@@ -156,6 +158,19 @@ void WriteRoot(JsonOut& out, const RootStatus& root) {
     out.NullField("last_good_scan_ns");
   }
   WriteLastError(out, info);
+  if (root.runtime && !root.runtime->source_details.empty()) {
+    out.Key("source_details");
+    out.StartObject();
+    for (const SourceDetail& detail : root.runtime->source_details) {
+      if (detail.is_number) {
+        out.Key(detail.key);
+        out.Number(detail.number);
+      } else {
+        out.Field(detail.key, ToValidUtf8(detail.text));
+      }
+    }
+    out.EndObject();
+  }
   out.EndObject();
 }
 

@@ -313,10 +313,19 @@ Result<uint64_t> Scheduler::RequestRescan(std::string_view root_name,
 }
 
 std::optional<RootRuntime> Scheduler::Runtime(std::string_view root_name) const {
-  std::lock_guard lock(impl_->mu);
-  ScheduledRoot* root = impl_->Find(root_name);
-  if (root == nullptr) return std::nullopt;
-  return root->runtime;
+  RootRuntime runtime;
+  Source* source = nullptr;
+  {
+    std::lock_guard lock(impl_->mu);
+    ScheduledRoot* root = impl_->Find(root_name);
+    if (root == nullptr) return std::nullopt;
+    runtime = root->runtime;
+    source = root->schedule.source.get();
+  }
+  // Sources guard their own details, and asking must not wait for the
+  // scheduler's lock while a scan reports progress.
+  if (source != nullptr) runtime.source_details = source->Details();
+  return runtime;
 }
 
 std::vector<RootRuntime> Scheduler::Runtimes() const {

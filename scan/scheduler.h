@@ -35,6 +35,9 @@ struct RootRuntime {
   uint64_t scans_started = 0;
   uint64_t scans_failed = 0;
   std::chrono::milliseconds rescan_interval{0};
+  // Source::Details() of the root's source: host, features and connection
+  // state for remote roots, empty for local ones.
+  std::vector<SourceDetail> source_details;
 };
 
 class Scheduler {
