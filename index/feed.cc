@@ -62,7 +62,7 @@ class EntryWalker {
   // Calls visit(dir_hash, name_hash, record, path) for every record after
   // (dir_hash, name_hash), or from the start when `from_start`. Stops when
   // visit returns false or kMaxScannedPerRequest records were seen; then
-  // *stopped_early is true and *last_key holds the last visited key.
+  // *stopped_early is true and *last_key is the last visited key.
   template <typename Visit>
   Status Walk(bool from_start, uint64_t dir_hash, uint64_t name_hash, Visit visit,
               bool* stopped_early, std::pair<uint64_t, uint64_t>* last_key) {

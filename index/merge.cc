@@ -4,9 +4,9 @@
 // Both sides are walked in key order (the listing sorted by name hash, the
 // range read with one LMDB cursor), so a directory of n entries costs
 // O(n log n) to sort and O(n) to compare. The comparison runs in a read
-// transaction on the caller's thread; only a directory with differences
-// adds operations to the scan's pending batch, and batches are committed
-// in one write transaction each. A directory with nothing new therefore
+// transaction on the caller's thread. Only a directory with differences
+// adds operations to the scan's pending batch, and each batch commits in
+// one write transaction. A directory with nothing new therefore
 // costs one read transaction and writes nothing.
 #include <spdlog/spdlog.h>
 
@@ -98,7 +98,9 @@ void PairRenames(Batch* batch) {
     for (size_t i = 0; i < changes.size(); ++i) {
       const Change& change = changes[i];
       if (dropped[i] || change.inode == 0 || (change.type == EntryType::kDir) != want_dirs) continue;
-      auto* slot = change.op == ChangeOp::kDeleted ? &deleted : change.op == ChangeOp::kAdded ? &added : nullptr;
+      std::unordered_map<uint64_t, std::pair<int64_t, int>>* slot = nullptr;
+      if (change.op == ChangeOp::kDeleted) slot = &deleted;
+      if (change.op == ChangeOp::kAdded) slot = &added;
       if (slot == nullptr) continue;
       auto& [index, count] = (*slot)[change.inode];
       index = static_cast<int64_t>(i);
@@ -238,7 +240,7 @@ class ScanSessionImpl final : public ScanSession {
   ScanSummary summary_;
   std::string first_error_;
   Status failed_;  // a commit failed: every later Accept returns it
-  // True while the scan holds its changes back to pair renames.
+  // True while the scan keeps its changes back to pair renames.
   bool deferring_ = index_.options().rename_window_changes > 0;
 };
 
