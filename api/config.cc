@@ -28,12 +28,15 @@ constexpr std::array<std::string_view, 7> kTopLevelKeys = {
     "token_file", "log_level", "root"};
 
 // Root keys of features this version does not have yet (filters, settle
-// time, watching, remote authentication, webhooks). They are accepted with
-// a warning, so that a config written for a later version still loads.
-constexpr std::array<std::string_view, 10> kIgnoredRootKeys = {
-    "settle",          "include",       "exclude",     "watch",
-    "full_rescan",     "identity_file", "known_hosts", "password_file",
-    "server_timezone", "webhook"};
+// time, watching, webhooks). They are accepted with a warning, so that a
+// config written for a later version still loads.
+constexpr std::array<std::string_view, 6> kIgnoredRootKeys = {
+    "settle", "include", "exclude", "watch", "full_rescan", "webhook"};
+
+// Root keys of remote sources whose value is a string.
+constexpr std::array<std::string_view, 6> kRemoteStringKeys = {
+    "identity_file", "passphrase_file", "password_file",
+    "known_hosts",   "ca_file",         "server_timezone"};
 
 constexpr std::array<std::string_view, 7> kLogLevels = {
     "trace", "debug", "info", "warn", "error", "critical", "off"};
@@ -173,6 +176,12 @@ Result<std::string> ReadRootName(const toml::table& table,
 Status ApplyRootSource(const KeyRef& key, RootConfig& root) {
   Result<std::string> source = ReadString(key, "\"file:///data/in\"");
   if (!source.ok()) return source.status();
+  if (IsRemoteUrl(*source)) {
+    root.source = *source;
+    root.remote = true;
+    root.remote_options.url = *source;
+    return Status::Ok();
+  }
   Result<std::string> path = LocalPathOfSource(*source);
   if (!path.ok()) {
     return key.Invalid("of root '" + root.name +
@@ -196,6 +205,41 @@ Status ApplyRootKey(const KeyRef& key, RootConfig& root,
     root.rescan_interval = *interval;
     return Status::Ok();
   }
+  if (Contains(kRemoteStringKeys, key.name)) {
+    Result<std::string> text = ReadString(key, "\"/etc/dirindex/value\"");
+    if (!text.ok()) return text.status();
+    RemoteOptions& remote = root.remote_options;
+    if (key.name == "identity_file") remote.identity_file = *text;
+    if (key.name == "passphrase_file") remote.passphrase_file = *text;
+    if (key.name == "password_file") remote.password_file = *text;
+    if (key.name == "known_hosts") remote.known_hosts = *text;
+    if (key.name == "ca_file") remote.ca_file = *text;
+    if (key.name == "server_timezone") remote.server_timezone = *text;
+    return Status::Ok();
+  }
+  if (key.name == "trust_on_first_use") {
+    std::optional<bool> value = key.node.value<bool>();
+    if (!value) return key.Invalid("must be true or false");
+    root.remote_options.trust_on_first_use = *value;
+    return Status::Ok();
+  }
+  if (key.name == "max_depth") {
+    std::optional<int64_t> value = key.node.value<int64_t>();
+    if (!value || *value < 0 || *value > 4096) {
+      return key.Invalid("must be a whole number from 0 (unlimited) to 4096");
+    }
+    root.remote_options.max_depth = static_cast<uint32_t>(*value);
+    return Status::Ok();
+  }
+  if (key.name == "connect_timeout" || key.name == "operation_timeout") {
+    Result<std::chrono::milliseconds> timeout = ReadDuration(key);
+    if (!timeout.ok()) return timeout.status();
+    if (timeout->count() == 0) return key.Invalid("must be longer than 0, such as \"10s\"");
+    auto& field = key.name == "connect_timeout" ? root.remote_options.connect_timeout
+                                                : root.remote_options.operation_timeout;
+    field = *timeout;
+    return Status::Ok();
+  }
   if (Contains(kIgnoredRootKeys, key.name)) {
     warnings.push_back(key.Where() + ": key '" + std::string(key.name) +
                        "' of root '" + root.name +
@@ -204,8 +248,9 @@ Status ApplyRootKey(const KeyRef& key, RootConfig& root,
   }
   return key.Invalid("of root '" + root.name +
                      "' is unknown; valid keys are name, source, "
-                     "rescan_interval, " +
-                     JoinList(kIgnoredRootKeys));
+                     "rescan_interval, " + JoinList(kRemoteStringKeys) +
+                     ", trust_on_first_use, max_depth, connect_timeout, "
+                     "operation_timeout, " + JoinList(kIgnoredRootKeys));
 }
 
 Result<RootConfig> ParseRoot(const toml::table& table, std::string_view file,

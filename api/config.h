@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "index/status.h"
+#include "net/remote_source.h"
 
 namespace dirindex {
 
@@ -19,6 +20,8 @@ struct RootConfig {
   std::string source;      // as written in the config, stored on the root
   std::string local_path;  // absolute path of a local (file://) source
   std::chrono::milliseconds rescan_interval{30'000};
+  bool remote = false;         // an sftp://, ftp:// or ftps:// source
+  RemoteOptions remote_options;  // settings of a remote source
 };
 
 struct Config {

@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "net/remote_source.h"
 #include "scan/walker.h"
 
 namespace dirindex {
@@ -47,15 +48,28 @@ Status Service::OpenIndex(const Config& config) {
   return Status::Ok();
 }
 
+namespace {
+
+// Creates the lister of one root: the local walker, or a remote lister
+// that connects at its first scan.
+Result<std::unique_ptr<Source>> MakeSource(const RootConfig& root) {
+  if (root.remote) return MakeRemoteSource(root.remote_options);
+  WalkerOptions walker;
+  walker.root_path = root.local_path;
+  Result<std::unique_ptr<LocalSource>> local = LocalSource::Create(walker);
+  if (!local.ok()) return local.status();
+  return std::unique_ptr<Source>(std::move(*local));
+}
+
+}  // namespace
+
 Status Service::AddRoots(const Config& config,
                          std::vector<ServedRoot>& served) {
   Status names = ValidateRoots(config.roots);
   if (!names.ok()) return names;
 
   for (const RootConfig& root : config.roots) {
-    WalkerOptions walker;
-    walker.root_path = root.local_path;
-    Result<std::unique_ptr<LocalSource>> source = LocalSource::Create(walker);
+    Result<std::unique_ptr<Source>> source = MakeSource(root);
     if (!source.ok()) {
       return Status(source.status().code(),
                     "root '" + root.name + "': " + source.status().message());

@@ -255,10 +255,10 @@ url = "http://127.0.0.1:17010/hook"
 )";
   Result<ParsedConfig> parsed = ParseConfig(text, "w.toml");
   ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
-  ASSERT_EQ(parsed->warnings.size(), 10u);
+  // The remote-source keys are read now; only the features still missing warn.
+  ASSERT_EQ(parsed->warnings.size(), 6u);
   for (const char* key :
-       {"settle", "include", "exclude", "watch", "full_rescan", "identity_file",
-        "known_hosts", "password_file", "server_timezone", "webhook"}) {
+       {"settle", "include", "exclude", "watch", "full_rescan", "webhook"}) {
     int mentions = 0;
     for (const std::string& warning : parsed->warnings) {
       if (Contains(warning, "'" + std::string(key) + "'")) ++mentions;
@@ -269,19 +269,36 @@ url = "http://127.0.0.1:17010/hook"
   EXPECT_TRUE(Contains(parsed->warnings[0], "w.toml:"));
 }
 
-TEST(ParseConfig, RemoteSourceNotSupportedYet) {
-  for (const char* source :
-       {"sftp://ingest@sftp.example:22/outbound",
-        "ftp://reader@ftp.example/drop", "ftps://reader@ftp.example/drop"}) {
-    std::string text =
-        "[[root]]\nname = \"r\"\nsource = \"" + std::string(source) + "\"\n";
-    Result<ParsedConfig> parsed = ParseConfig(text, "s.toml");
-    ASSERT_FALSE(parsed.ok()) << source;
-    EXPECT_TRUE(
-        Contains(parsed.status().message(), "not supported in this build yet"))
-        << parsed.status().message();
-    EXPECT_TRUE(Contains(parsed.status().message(), "s.toml:3"));
-  }
+TEST(ParseConfig, RemoteSourceReadsItsKeys) {
+  std::string text =
+      "[[root]]\nname = \"p\"\nsource = \"sftp://ingest@127.0.0.1:2222/out\"\n"
+      "identity_file = \"/k/id\"\nknown_hosts = \"/k/kh\"\n"
+      "trust_on_first_use = true\nmax_depth = 3\nconnect_timeout = \"5s\"\n"
+      "[[root]]\nname = \"f\"\nsource = \"ftp://reader@127.0.0.1/drop\"\n"
+      "password_file = \"/k/pw\"\nserver_timezone = \"Europe/Warsaw\"\n";
+  Result<ParsedConfig> parsed = ParseConfig(text, "s.toml");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().message();
+  ASSERT_EQ(parsed->config.roots.size(), 2u);
+  const RootConfig& sftp = parsed->config.roots[0];
+  EXPECT_TRUE(sftp.remote);
+  EXPECT_EQ(sftp.remote_options.url, "sftp://ingest@127.0.0.1:2222/out");
+  EXPECT_EQ(sftp.remote_options.identity_file, "/k/id");
+  EXPECT_EQ(sftp.remote_options.known_hosts, "/k/kh");
+  EXPECT_TRUE(sftp.remote_options.trust_on_first_use);
+  EXPECT_EQ(sftp.remote_options.max_depth, 3u);
+  EXPECT_EQ(sftp.remote_options.connect_timeout.count(), 5000);
+  const RootConfig& ftp = parsed->config.roots[1];
+  EXPECT_TRUE(ftp.remote);
+  EXPECT_EQ(ftp.remote_options.password_file, "/k/pw");
+  EXPECT_EQ(ftp.remote_options.server_timezone, "Europe/Warsaw");
+}
+
+TEST(ParseConfig, RemoteKeyTypesChecked) {
+  Result<ParsedConfig> parsed = ParseConfig(
+      "[[root]]\nname = \"p\"\nsource = \"sftp://u@127.0.0.1/x\"\nmax_depth = -1\n",
+      "s.toml");
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_TRUE(Contains(parsed.status().message(), "max_depth")) << parsed.status().message();
 }
 
 TEST(LocalPathOfSource, AcceptsFileUrlsAndAbsolutePaths) {
