@@ -154,7 +154,7 @@ void Mutate(const std::string& root, int round, std::mt19937_64& random) {
 
 TEST(CrashTest, KillDuringScanLosesNothing) {
   const char* rounds_env = std::getenv("DIRINDEX_CRASH_ROUNDS");
-  int rounds = rounds_env != nullptr ? std::atoi(rounds_env) : 12;
+  int rounds = rounds_env != nullptr ? std::atoi(rounds_env) : 50;
   uint64_t seed = std::random_device{}();
   if (const char* seed_env = std::getenv("DIRINDEX_CRASH_SEED")) seed = std::strtoull(seed_env, nullptr, 10);
   std::printf("crash test seed %llu (set DIRINDEX_CRASH_SEED to repeat), %d rounds\n",
