@@ -14,7 +14,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev lmdb-utils curl
   clang clang-tidy libclang-rt-14-dev
   # real servers the remote-source tests start on 127.0.0.1
-  openssh-server openssh-client pure-ftpd python3-pyftpdlib openssl tzdata
+  openssh-server openssh-client pure-ftpd python3 python3-pyftpdlib openssl tzdata
   # benchmark anchors and tools
   bfs fd-find watchman hyperfine rclone fuse3 libfuse3-dev linux-perf
 )
