@@ -4,10 +4,6 @@
 
 namespace dirindex {
 
-bool IsRemoteUrl(std::string_view url) {
-  return url.starts_with("sftp://") || url.starts_with("ftp://") || url.starts_with("ftps://");
-}
-
 Result<std::unique_ptr<Source>> MakeRemoteSource(const RemoteOptions& options) {
   std::string_view url = options.url;
   if (url.starts_with("sftp://")) return MakeSftpSource(options);

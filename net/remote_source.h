@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "index/source.h"
 #include "index/status.h"
@@ -31,7 +32,10 @@ struct RemoteOptions {
 };
 
 // Returns true when `url` names a remote scheme this build lists.
-bool IsRemoteUrl(std::string_view url);
+inline bool IsRemoteUrl(std::string_view url) {
+  return url.starts_with("sftp://") || url.starts_with("ftp://") ||
+         url.starts_with("ftps://");
+}
 
 // Creates the source for `options.url`. Fails with kInvalidArgument naming
 // the value when the URL or an option is malformed. Does not connect yet.
