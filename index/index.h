@@ -12,7 +12,7 @@
 //   meta     text keys -> schema version, epoch id, per-root state.
 //
 // Thread safety: all methods may be called from any thread. Reads run in
-// their own LMDB read transactions and never block writers. Writes of
+// their own LMDB read transactions, so they do not wait for writers. Writes of
 // scans are serialized inside the Index.
 #pragma once
 
@@ -43,7 +43,7 @@ struct IndexOptions {
   // The map doubles on MDB_MAP_FULL up to this size.
   uint64_t max_map_size_bytes = uint64_t{1} << 40;
   // Changes kept per root. Cursors older than the oldest kept change get a
-  // fresh-instance answer.
+  // fresh-instance response.
   uint64_t retention_changes = 1'000'000;
   // Changes committed per write transaction while a scan runs.
   uint64_t batch_changes = 50'000;
@@ -150,7 +150,7 @@ class ScanSession : public ListingSink {
   virtual Result<ScanSummary> Finish(const Status& scan_status) = 0;
 };
 
-// FeedPage is one answer of the change feed.
+// FeedPage is one response of the change feed.
 struct FeedPage {
   bool fresh_instance = false;
   std::vector<Change> changes;
@@ -199,7 +199,7 @@ class Index {
   static Result<std::unique_ptr<Index>> Open(const IndexOptions& options);
 
   // The random id chosen when the index was created. Cursors from another
-  // epoch get a fresh-instance answer.
+  // epoch get a fresh-instance response.
   virtual uint64_t epoch() const = 0;
 
   // Returns the id of the root called `name`, creating it if needed. A root
