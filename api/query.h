@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "index/index.h"
+#include "index/paths.h"  // PercentDecode
 #include "index/status.h"
 
 namespace dirindex {
@@ -19,12 +20,6 @@ namespace dirindex {
 inline constexpr size_t kDefaultLimit = 1000;
 inline constexpr size_t kMaxLimit = 10'000;
 inline constexpr std::chrono::seconds kMaxWait{300};
-
-// Decodes %XX escapes into bytes. With `plus_is_space`, as in query
-// strings, '+' becomes a space. Returns nullopt on a '%' that is not
-// followed by two hex digits.
-std::optional<std::string> PercentDecode(std::string_view text,
-                                         bool plus_is_space);
 
 // Escapes every byte outside the URL "unreserved" set (A-Z a-z 0-9 - . _ ~)
 // as %XX, so the result is safe as a query value or a path segment.

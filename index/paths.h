@@ -36,6 +36,11 @@ std::string Base64Encode(std::string_view bytes);
 // Decodes standard or URL-safe base64, padding optional. Returns nullopt on
 // any character outside the alphabet.
 std::optional<std::string> Base64Decode(std::string_view text);
+// Decodes %XX escapes into bytes. With `plus_is_space`, as in query
+// strings, '+' becomes a space. Returns nullopt on a '%' that is not
+// followed by two hex digits.
+std::optional<std::string> PercentDecode(std::string_view text, bool plus_is_space);
+
 // URL-safe base64 without padding (RFC 4648 section 5).
 std::string Base64UrlEncode(std::string_view bytes);
 

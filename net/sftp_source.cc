@@ -11,34 +11,16 @@ namespace dirindex {
 
 namespace {
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-Result<std::string> PercentDecode(std::string_view text, std::string_view what) {
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] != '%') {
-      out += text[i];
-      continue;
-    }
-    int high = i + 2 < text.size() ? HexValue(text[i + 1]) : -1;
-    int low = high >= 0 ? HexValue(text[i + 2]) : -1;
-    if (low < 0) {
-      return InvalidArgument("the " + std::string(what) + " in the sftp:// URL has an invalid "
-                             "percent escape at '" + std::string(text.substr(i, 3)) + "'");
-    }
-    out += static_cast<char>(high * 16 + low);
-    i += 2;
+Result<std::string> DecodeUrlPart(std::string_view text, std::string_view what) {
+  std::optional<std::string> out = PercentDecode(text, false);
+  if (!out) {
+    return InvalidArgument("the " + std::string(what) + " in the sftp:// URL has an invalid "
+                           "percent escape; write '%' itself as %25");
   }
-  if (out.find('\0') != std::string::npos) {
+  if (out->find('\0') != std::string::npos) {
     return InvalidArgument("the " + std::string(what) + " in the sftp:// URL contains a NUL byte");
   }
-  return out;
+  return *out;
 }
 
 // Shows a name with control bytes escaped, for log lines.
@@ -139,7 +121,7 @@ Result<SftpUrl> ParseSftpUrl(std::string_view url) {
                            "password_file");
   }
   SftpUrl parsed;
-  auto user = PercentDecode(user_info, "user name");
+  auto user = DecodeUrlPart(user_info, "user name");
   if (!user.ok()) return user.status();
   if (user->empty()) {
     return InvalidArgument("source '" + std::string(url) + "' has an empty user name");
@@ -178,7 +160,7 @@ Result<SftpUrl> ParseSftpUrl(std::string_view url) {
     parsed.port = static_cast<uint16_t>(port);
   }
 
-  auto decoded = PercentDecode(path, "path");
+  auto decoded = DecodeUrlPart(path, "path");
   if (!decoded.ok()) return decoded.status();
   std::string root = std::move(*decoded);
   if (root == "/~" || root.starts_with("/~/")) {
