@@ -99,7 +99,7 @@ std::string Name(uint64_t i, unsigned length) {
   return name + ".dat";
 }
 
-// Builds the tree, or reuses it when a marker says it has this shape.
+// Builds the tree, or reuses it when its marker file records this shape.
 void BuildTree(const std::string& root, const Shape& shape) {
   std::string marker = root + "/.shape";
   std::string expected = std::to_string(shape.files) + " " + std::to_string(shape.per_dir) + " " +

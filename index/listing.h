@@ -21,7 +21,7 @@ enum class EntryType : uint8_t {
 
 std::string_view EntryTypeName(EntryType type);
 
-// How finely a source knows an entry's mtime. A modification is judged at
+// TimePrecision is how finely a source reports an entry's mtime. A modification is judged at
 // the coarser precision of the stored and the listed value, so a listing
 // that only shows minutes never reports a change within the same minute.
 enum class TimePrecision : uint8_t {

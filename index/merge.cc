@@ -82,10 +82,10 @@ bool IsBelow(std::string_view path, std::string_view dir) {
 }
 
 // Turns each deletion and addition of the same inode and type in `batch`
-// into one rename. Directories go first: a renamed directory's change moves
-// to the front of the batch, the paths of the other changes beneath it are
-// rewritten to the new place, and an entry that merely moved with it leaves
-// the feed (or stays as a modification when it changed too). Files are
+// into one rename. Directories go first. A renamed directory's change moves
+// to the front of the batch, and the paths of the other changes beneath it
+// are rewritten to the new place. An entry that merely moved with it leaves
+// the feed, or stays as a modification when it changed too. Files are
 // paired after that. An inode deleted or added more than once (hard links)
 // is left alone.
 void PairRenames(Batch* batch) {

@@ -24,7 +24,7 @@ class ListingSink {
   virtual Status Accept(DirListing&& listing) = 0;
 };
 
-// ScanRequest says what one scan covers.
+// ScanRequest is the part of a root that one scan covers.
 struct ScanRequest {
   // Directories to list, relative to the root. Empty means the whole tree.
   std::vector<std::string> dirs;

@@ -64,7 +64,7 @@ inline Status Internal(std::string message) {
   return Status(StatusCode::kInternal, std::move(message));
 }
 
-// Result<T> holds either a value or a non-ok Status.
+// Result<T> contains either a value or a non-ok Status.
 template <typename T>
 class [[nodiscard]] Result {
  public:

@@ -118,7 +118,7 @@ Result<VerifyReport> IndexImpl::Verify() {
                            std::to_string(tally.dirs) + " bytes=" + std::to_string(tally.bytes));
     }
 
-    // The change log holds exactly the sequences first_seq..last_seq.
+    // The change log contains exactly the sequences first_seq..last_seq.
     auto changes = lmdb::Cursor::Open(txn, changes_);
     if (!changes.ok()) return changes.status();
     k = lmdb::ToVal(range);

@@ -1,6 +1,6 @@
 // Crash test: the real server is killed with SIGKILL at random moments while
 // it scans a changing tree. After every restart the index must verify, and a
-// client that holds a cursor from before the kill must continue with no gap
+// client that kept a cursor from before the kill must continue with no gap
 // in sequences and end with exactly the tree on disk.
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
