@@ -4,6 +4,7 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <charconv>
@@ -17,6 +18,7 @@
 #include <toml++/toml.h>
 
 #include "api/query.h"
+#include "index/filter.h"
 #include "index/paths.h"
 
 namespace dirindex {
@@ -27,11 +29,17 @@ constexpr std::array<std::string_view, 7> kTopLevelKeys = {
     "listen",     "index",     "map_size", "retention",
     "token_file", "log_level", "root"};
 
-// Root keys of features this version does not have yet (filters, settle
-// time, watching, webhooks). They are accepted with a warning, so that a
-// config written for a later version still loads.
-constexpr std::array<std::string_view, 6> kIgnoredRootKeys = {
-    "settle", "include", "exclude", "watch", "full_rescan", "webhook"};
+// Root keys of features this version does not have yet ([[root.webhook]]
+// tables). They are accepted with a warning, so that a config written for a
+// later version still loads.
+constexpr std::array<std::string_view, 1> kIgnoredRootKeys = {"webhook"};
+
+// Root keys of filtering, settle time, watching and full rescans.
+constexpr std::array<std::string_view, 6> kFeatureRootKeys = {
+    "settle", "include", "exclude", "watch", "max_watches", "full_rescan"};
+
+// Maximum settle time.
+constexpr std::chrono::milliseconds kMaxSettle = std::chrono::hours(24);
 
 // Root keys of remote sources whose value is a string.
 constexpr std::array<std::string_view, 6> kRemoteStringKeys = {
@@ -144,6 +152,43 @@ Result<std::chrono::milliseconds> ReadDuration(const KeyRef& key) {
   return duration;
 }
 
+// Writes `text` as a TOML basic string, for the examples in messages.
+std::string TomlQuote(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+// Reads a TOML array of strings, such as ["*.xml", "!*.part"].
+Result<std::vector<std::string>> ReadStringArray(const KeyRef& key) {
+  const toml::array* array = key.node.as_array();
+  if (array == nullptr) {
+    // A single pattern written without brackets is the likely mistake, so
+    // show that value in the right form.
+    const auto* text = key.node.as_string();
+    std::string example = TomlQuote(text != nullptr ? text->get() : "*.xml");
+    return key.Invalid("must be an array of strings, such as " +
+                       std::string(key.name) + " = [" + example +
+                       "], but is " + std::string(TomlTypeName(key.node)));
+  }
+  std::vector<std::string> values;
+  for (size_t i = 0; i < array->size(); ++i) {
+    const toml::node& element = *array->get(i);
+    const auto* text = element.as_string();
+    if (text == nullptr) {
+      return key.Invalid("must contain only strings, but element " +
+                         std::to_string(i + 1) + " is " +
+                         std::string(TomlTypeName(element)) +
+                         "; write each pattern in quotes, such as [\"*.xml\"]");
+    }
+    values.push_back(text->get());
+  }
+  return values;
+}
+
 Result<toml::table> ParseToml(std::string_view text, std::string_view file) {
   try {
     return toml::parse(text, file);
@@ -190,6 +235,83 @@ Status ApplyRootSource(const KeyRef& key, RootConfig& root) {
   root.source = *source;
   root.local_path = *path;
   return Status::Ok();
+}
+
+// Reads `include` or `exclude` and checks every pattern with
+// PathFilter::Create, so that a bad glob stops the config from loading.
+Status ApplyPatterns(const KeyRef& key, RootConfig& root) {
+  Result<std::vector<std::string>> patterns = ReadStringArray(key);
+  if (!patterns.ok()) return patterns.status();
+  const bool is_include = key.name == "include";
+  Result<PathFilter> filter =
+      is_include ? PathFilter::Create(*patterns, {})
+                 : PathFilter::Create({}, *patterns);
+  if (!filter.ok()) {
+    return key.Invalid("of root '" + root.name +
+                       "' is invalid: " + filter.status().message());
+  }
+  (is_include ? root.include : root.exclude) = std::move(*patterns);
+  return Status::Ok();
+}
+
+Status ApplySettle(const KeyRef& key, RootConfig& root) {
+  Result<std::chrono::milliseconds> settle = ReadDuration(key);
+  if (!settle.ok()) return settle.status();
+  if (*settle > kMaxSettle) {
+    return key.Invalid("of root '" + root.name +
+                       "' is longer than the maximum of 1 day; use at most "
+                       "\"1d\", such as \"2s\"");
+  }
+  root.settle = *settle;
+  return Status::Ok();
+}
+
+Status ApplyWatch(const KeyRef& key, RootConfig& root) {
+  std::optional<bool> watch = key.node.value_exact<bool>();
+  if (!watch) {
+    return key.Invalid("must be true or false, such as watch = false, but is " +
+                       std::string(TomlTypeName(key.node)));
+  }
+  root.watch = *watch;
+  return Status::Ok();
+}
+
+Status ApplyMaxWatches(const KeyRef& key, RootConfig& root) {
+  const auto* count = key.node.as_integer();
+  constexpr int64_t kMax = std::numeric_limits<uint32_t>::max();
+  if (count == nullptr || count->get() < 0 || count->get() > kMax) {
+    std::string actual = count != nullptr ? std::to_string(count->get())
+                                          : std::string(TomlTypeName(key.node));
+    return key.Invalid("must be a whole number from 0 (no cap but the "
+                       "kernel's) to " + std::to_string(kMax) +
+                       ", such as max_watches = 50000, but is " + actual);
+  }
+  root.max_watches = static_cast<uint32_t>(count->get());
+  return Status::Ok();
+}
+
+Status ApplyFullRescan(const KeyRef& key, RootConfig& root) {
+  Result<std::string> text = ReadString(key, "\"02:00\" or \"6h\"");
+  if (!text.ok()) return text.status();
+  Result<FullRescanSchedule> schedule = ParseFullRescan(*text);
+  if (!schedule.ok()) {
+    return key.Invalid("of root '" + root.name +
+                       "' is invalid: " + schedule.status().message());
+  }
+  root.full_rescan = std::move(*schedule);
+  return Status::Ok();
+}
+
+// Applies one of kFeatureRootKeys.
+Status ApplyFeatureRootKey(const KeyRef& key, RootConfig& root) {
+  if (key.name == "include" || key.name == "exclude") {
+    return ApplyPatterns(key, root);
+  }
+  if (key.name == "settle") return ApplySettle(key, root);
+  if (key.name == "watch") return ApplyWatch(key, root);
+  if (key.name == "max_watches") return ApplyMaxWatches(key, root);
+  if (key.name == "full_rescan") return ApplyFullRescan(key, root);
+  return Internal("root key '" + std::string(key.name) + "' has no parser");
 }
 
 Status ApplyRootKey(const KeyRef& key, RootConfig& root,
@@ -240,6 +362,9 @@ Status ApplyRootKey(const KeyRef& key, RootConfig& root,
     field = *timeout;
     return Status::Ok();
   }
+  if (Contains(kFeatureRootKeys, key.name)) {
+    return ApplyFeatureRootKey(key, root);
+  }
   if (Contains(kIgnoredRootKeys, key.name)) {
     warnings.push_back(key.Where() + ": key '" + std::string(key.name) +
                        "' of root '" + root.name +
@@ -248,7 +373,8 @@ Status ApplyRootKey(const KeyRef& key, RootConfig& root,
   }
   return key.Invalid("of root '" + root.name +
                      "' is unknown; valid keys are name, source, "
-                     "rescan_interval, " + JoinList(kRemoteStringKeys) +
+                     "rescan_interval, " + JoinList(kFeatureRootKeys) + ", " +
+                     JoinList(kRemoteStringKeys) +
                      ", trust_on_first_use, max_depth, connect_timeout, "
                      "operation_timeout, " + JoinList(kIgnoredRootKeys));
 }
@@ -423,6 +549,59 @@ Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {
   return InvalidArgument("duration '" + std::string(text) +
                          "' has the unknown unit '" + std::string(unit) +
                          "'; use ms, s, m, h or d, such as \"30s\"");
+}
+
+Result<FullRescanSchedule> ParseFullRescan(std::string_view text) {
+  FullRescanSchedule schedule;
+  schedule.text = std::string(text);
+  if (text.empty() || LowerAscii(text) == "off") return schedule;
+
+  const std::string quoted = "'" + ToValidUtf8(text) + "'";
+  const size_t colon = text.find(':');
+  if (colon != std::string_view::npos) {
+    auto is_digits = [](std::string_view part) {
+      return std::all_of(part.begin(), part.end(),
+                         [](char c) { return c >= '0' && c <= '9'; });
+    };
+    std::string_view hours = text.substr(0, colon);
+    std::string_view minutes = text.substr(colon + 1);
+    if (hours.empty() || hours.size() > 2 || minutes.size() != 2 ||
+        !is_digits(hours) || !is_digits(minutes)) {
+      return InvalidArgument("full rescan time " + quoted +
+                             " is not HH:MM; write a 24-hour local time "
+                             "such as \"02:00\" or \"23:59\"");
+    }
+    auto to_int = [](std::string_view digits) {
+      int number = 0;
+      for (char c : digits) number = number * 10 + (c - '0');
+      return number;
+    };
+    const int hour = to_int(hours);
+    const int minute = to_int(minutes);
+    if (hour > 23 || minute > 59) {
+      return InvalidArgument("full rescan time " + quoted +
+                             " is out of range; use 00:00 to 23:59, so "
+                             "midnight is \"00:00\"");
+    }
+    schedule.kind = FullRescanSchedule::Kind::kDaily;
+    schedule.minute_of_day = hour * 60 + minute;
+    return schedule;
+  }
+
+  Result<std::chrono::milliseconds> interval = ParseDuration(text);
+  if (!interval.ok()) {
+    return InvalidArgument(interval.status().message() +
+                           "; a full rescan schedule may also be a daily "
+                           "local time such as \"02:00\", or \"off\"");
+  }
+  if (*interval < std::chrono::minutes(1)) {
+    return InvalidArgument("full rescan interval " + quoted +
+                           " is shorter than 1 minute; use at least \"1m\", "
+                           "such as \"6h\", or \"off\" for none");
+  }
+  schedule.kind = FullRescanSchedule::Kind::kInterval;
+  schedule.interval = *interval;
+  return schedule;
 }
 
 Result<uint64_t> ParseByteSize(std::string_view text) {

@@ -14,6 +14,25 @@
 
 namespace dirindex {
 
+// FullRescanSchedule is when a root gets a full rescan, whose changes are
+// recorded as drift that the ordinary scans missed.
+struct FullRescanSchedule {
+  enum class Kind : uint8_t {
+    kNone,      // no scheduled full rescan
+    kInterval,  // every `interval`
+    kDaily,     // once a day at `minute_of_day`
+  };
+  Kind kind = Kind::kNone;
+  std::chrono::milliseconds interval{0};  // kInterval only; at least 1 minute
+  int minute_of_day = 0;  // kDaily only: local time, 0 (00:00) to 1439 (23:59)
+  std::string text;       // the value as written in the config, for the API
+};
+
+// Parses a full rescan schedule: an interval of at least one minute ("30m",
+// "6h", "1d"), a daily local time as HH:MM on a 24-hour clock ("02:00",
+// "23:59"), or "off" or "" for none. "off" is case-insensitive.
+Result<FullRescanSchedule> ParseFullRescan(std::string_view text);
+
 // RootConfig is one [[root]] table: a named tree and where to list it.
 struct RootConfig {
   std::string name;
@@ -22,6 +41,20 @@ struct RootConfig {
   std::chrono::milliseconds rescan_interval{30'000};
   bool remote = false;         // an sftp://, ftp:// or ftps:// source
   RemoteOptions remote_options;  // settings of a remote source
+  // Time a new or changed file must keep its size and mtime before the feed
+  // announces it, at most one day. 0 announces at once.
+  std::chrono::milliseconds settle{0};
+  // Globs of the root's PathFilter, as written. ParseConfig has checked
+  // that PathFilter::Create accepts them.
+  std::vector<std::string> include;
+  std::vector<std::string> exclude;
+  // Watch a local root with inotify. A remote root is never watched, so
+  // true is ignored there.
+  bool watch = true;
+  // Maximum inotify watches for this root; 0 means only the kernel's
+  // fs.inotify.max_user_watches limits them.
+  uint32_t max_watches = 0;
+  FullRescanSchedule full_rescan;
 };
 
 struct Config {
@@ -35,7 +68,7 @@ struct Config {
 };
 
 // ParsedConfig is a parsed file plus one warning per key that this version
-// accepts but ignores.
+// accepts but ignores ([[root.webhook]] tables).
 struct ParsedConfig {
   Config config;
   std::vector<std::string> warnings;

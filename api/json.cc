@@ -1,5 +1,7 @@
 #include "api/json.h"
 
+#include <cstdio>
+
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
@@ -98,6 +100,7 @@ void WriteEntry(JsonOut& out, const Entry& entry) {
     out.Field("mode", static_cast<uint64_t>(entry.mode));
   }
   out.Field("seq", entry.seq);
+  out.BoolField("stable", entry.stable);
   out.EndObject();
 }
 
@@ -136,6 +139,90 @@ void WriteLastError(JsonOut& out, const RootInfo& info) {
   out.EndObject();
 }
 
+void WriteStrings(JsonOut& out, std::string_view key, const std::vector<std::string>& items) {
+  out.StartArray(key);
+  for (const std::string& item : items) out.String(ToValidUtf8(item));
+  out.EndArray();
+}
+
+void WriteReconcile(JsonOut& out, const RootInfo& info) {
+  const ReconcileReport& report = info.last_reconcile;
+  if (report.finished_ns == 0) {
+    out.NullField("last_reconcile");
+    return;
+  }
+  out.Key("last_reconcile");
+  out.StartObject();
+  out.Field("finished_ns", report.finished_ns);
+  out.Field("duration_ms", report.duration_ns / 1'000'000);
+  out.Field("entries_checked", report.entries_checked);
+  out.Field("failed_dirs", report.failed_dirs);
+  out.Key("drift");
+  out.StartObject();
+  out.Field("total", report.drift());
+  out.Field("added", report.added);
+  out.Field("modified", report.modified);
+  out.Field("deleted", report.deleted);
+  out.Field("renamed", report.renamed);
+  out.EndObject();
+  if (report.error.empty()) {
+    out.NullField("error");
+  } else {
+    out.Field("error", ToValidUtf8(report.error));
+  }
+  out.EndObject();
+}
+
+// The root's workflow settings and their live state: settle time,
+// filters, watching and full rescans.
+void WriteWorkflow(JsonOut& out, const RootInfo& info, const RootRuntime& runtime) {
+  out.Field("settle_ms", static_cast<uint64_t>(runtime.settle.count() / 1'000'000));
+  out.Field("unsettled", info.unsettled);
+  out.Key("filters");
+  out.StartObject();
+  WriteStrings(out, "include", runtime.include);
+  WriteStrings(out, "exclude", runtime.exclude);
+  out.EndObject();
+  out.Field("targeted_scans", runtime.targeted_scans);
+  out.Key("watch");
+  out.StartObject();
+  out.BoolField("enabled", runtime.watched);
+  if (runtime.watched) {
+    const WatchStats& watch = runtime.watch;
+    out.BoolField("running", watch.running);
+    out.Field("watches", watch.watches);
+    out.Field("events", watch.events);
+    out.Field("overflows", watch.overflows);
+    out.Field("overflow_rescans", watch.overflow_rescans);
+    out.Field("watch_failures", watch.watch_failures);
+    if (watch.last_problem.empty()) {
+      out.NullField("last_problem");
+    } else {
+      out.Field("last_problem", ToValidUtf8(watch.last_problem));
+    }
+  }
+  out.EndObject();
+  out.Key("full_rescan");
+  out.StartObject();
+  if (runtime.full_rescan_interval.count() > 0) {
+    out.Field("interval_ms", static_cast<uint64_t>(runtime.full_rescan_interval.count()));
+  }
+  if (runtime.full_rescan_minute >= 0) {
+    char at[16];
+    std::snprintf(at, sizeof at, "%02d:%02d", runtime.full_rescan_minute / 60,
+                  runtime.full_rescan_minute % 60);
+    out.Field("daily_at", std::string_view(at));
+  }
+  if (runtime.next_full_rescan_ns != 0) {
+    out.Field("next_ns", runtime.next_full_rescan_ns);
+  } else {
+    out.NullField("next_ns");
+  }
+  out.Field("runs", info.reconciles);
+  out.EndObject();
+  WriteReconcile(out, info);
+}
+
 void WriteRoot(JsonOut& out, const RootStatus& root) {
   const RootInfo& info = root.info;
   out.StartObject();
@@ -158,6 +245,7 @@ void WriteRoot(JsonOut& out, const RootStatus& root) {
     out.NullField("last_good_scan_ns");
   }
   WriteLastError(out, info);
+  if (root.runtime) WriteWorkflow(out, info, *root.runtime);
   if (root.runtime && !root.runtime->source_details.empty()) {
     out.Key("source_details");
     out.StartObject();

@@ -87,6 +87,41 @@ std::vector<RootFamily> RootFamilies() {
        [](const RootStatus& r) -> uint64_t {
          return r.runtime && r.runtime->scanning ? 1 : 0;
        }},
+      {"dirindex_root_unsettled_entries",
+       "Entries whose newest state waits for the settle time.", "gauge",
+       [](const RootStatus& r) { return r.info.unsettled; }},
+      {"dirindex_root_targeted_scans_total",
+       "Scans of single directories marked by watching or settling, since the process started.",
+       "counter",
+       [](const RootStatus& r) -> uint64_t {
+         return r.runtime ? r.runtime->targeted_scans : 0;
+       }},
+      {"dirindex_root_watches", "Directories watched with inotify.", "gauge",
+       [](const RootStatus& r) -> uint64_t {
+         return r.runtime ? r.runtime->watch.watches : 0;
+       }},
+      {"dirindex_root_inotify_overflows_total",
+       "inotify queue overflows, each followed by a rescan of the whole root.", "counter",
+       [](const RootStatus& r) -> uint64_t {
+         return r.runtime ? r.runtime->watch.overflows : 0;
+       }},
+      {"dirindex_root_overflow_rescans_total",
+       "Whole-root rescans asked for by inotify queue overflows.", "counter",
+       [](const RootStatus& r) -> uint64_t {
+         return r.runtime ? r.runtime->watch.overflow_rescans : 0;
+       }},
+      {"dirindex_root_watch_failures_total",
+       "Directories left unwatched (watch limit or error); periodic rescans cover them.",
+       "counter",
+       [](const RootStatus& r) -> uint64_t {
+         return r.runtime ? r.runtime->watch.watch_failures : 0;
+       }},
+      {"dirindex_root_full_rescans_total",
+       "Full rescans that reported drift, since the process started.", "counter",
+       [](const RootStatus& r) { return r.info.reconciles; }},
+      {"dirindex_root_last_full_rescan_drift",
+       "Changes the newest full rescan found that the other scans had missed.", "gauge",
+       [](const RootStatus& r) { return r.info.last_reconcile.drift(); }},
   };
 }
 
@@ -140,6 +175,26 @@ void AppendRootMetrics(std::string& out, const std::vector<RootStatus>& roots) {
     AppendHeader(out, family.name, family.help, family.type);
     for (const RootStatus& root : roots) {
       AppendRootSample(out, family.name, root.info.name, family.value(root));
+    }
+  }
+  constexpr std::string_view kDrift = "dirindex_root_drift_total";
+  AppendHeader(out, kDrift,
+               "Changes found by full rescans that the other scans had missed, by kind, since "
+               "the process started.",
+               "counter");
+  for (const RootStatus& root : roots) {
+    const ReconcileReport& drift = root.info.drift_total;
+    std::pair<std::string_view, uint64_t> kinds[] = {
+        {"added", drift.added}, {"modified", drift.modified}, {"deleted", drift.deleted}, {"renamed", drift.renamed}};
+    for (const auto& [op, count] : kinds) {
+      out += kDrift;
+      out += "{root=\"";
+      out += EscapeLabel(root.info.name);
+      out += "\",op=\"";
+      out += op;
+      out += "\"} ";
+      out += std::to_string(count);
+      out += '\n';
     }
   }
 }

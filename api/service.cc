@@ -7,8 +7,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include "index/filter.h"
 #include "net/remote_source.h"
 #include "scan/walker.h"
+#include "scan/watcher.h"
 
 namespace dirindex {
 
@@ -51,14 +53,44 @@ Status Service::OpenIndex(const Config& config) {
 namespace {
 
 // Creates the lister of one root: the local walker, or a remote lister
-// that connects at its first scan.
-Result<std::unique_ptr<Source>> MakeSource(const RootConfig& root) {
+// that connects at its first scan. A watched local root gets its watcher
+// in `schedule`, fed by the walker with every directory it opens.
+Result<std::unique_ptr<Source>> MakeSource(const RootConfig& root, RootSchedule& schedule) {
   if (root.remote) return MakeRemoteSource(root.remote_options);
   WalkerOptions walker;
   walker.root_path = root.local_path;
+  if (root.watch) {
+    WatcherOptions watching;
+    watching.root_name = root.name;
+    watching.root_path = root.local_path;
+    watching.max_watches = root.max_watches;
+    if (schedule.filter != nullptr && !schedule.filter->empty()) {
+      std::shared_ptr<const PathFilter> filter = schedule.filter;
+      watching.admits = [filter](std::string_view path, bool is_dir) {
+        return filter->Admits(path, is_dir ? EntryType::kDir : EntryType::kFile);
+      };
+    }
+    Result<std::unique_ptr<DirWatcher>> watcher = DirWatcher::Create(watching);
+    if (watcher.ok()) {
+      schedule.watcher = std::move(*watcher);
+      DirWatcher* target = schedule.watcher.get();
+      walker.on_directory_open = [target](std::string_view path, int fd) {
+        target->DirOpened(path, fd);
+      };
+    } else {
+      // The root still works, found by periodic rescans alone.
+      spdlog::warn("root '{}' is not watched: {}; changes are found by periodic rescans",
+                   root.name, watcher.status().ToString());
+    }
+  }
   Result<std::unique_ptr<LocalSource>> local = LocalSource::Create(walker);
   if (!local.ok()) return local.status();
   return std::unique_ptr<Source>(std::move(*local));
+}
+
+std::optional<int> DailyMinute(const FullRescanSchedule& schedule) {
+  if (schedule.kind != FullRescanSchedule::Kind::kDaily) return std::nullopt;
+  return schedule.minute_of_day;
 }
 
 }  // namespace
@@ -69,7 +101,13 @@ Status Service::AddRoots(const Config& config,
   if (!names.ok()) return names;
 
   for (const RootConfig& root : config.roots) {
-    Result<std::unique_ptr<Source>> source = MakeSource(root);
+    RootSchedule schedule;
+    Result<PathFilter> filter = PathFilter::Create(root.include, root.exclude);
+    if (!filter.ok()) {
+      return Status(filter.status().code(), "root '" + root.name + "': " + filter.status().message());
+    }
+    schedule.filter = std::make_shared<const PathFilter>(std::move(*filter));
+    Result<std::unique_ptr<Source>> source = MakeSource(root, schedule);
     if (!source.ok()) {
       return Status(source.status().code(),
                     "root '" + root.name + "': " + source.status().message());
@@ -77,11 +115,15 @@ Status Service::AddRoots(const Config& config,
     Result<uint32_t> id = index_->AddRoot(root.name, root.source);
     if (!id.ok()) return id.status();
 
-    RootSchedule schedule;
     schedule.root_id = *id;
     schedule.name = root.name;
     schedule.source = std::move(*source);
     schedule.rescan_interval = root.rescan_interval;
+    schedule.settle = root.settle;
+    if (root.full_rescan.kind == FullRescanSchedule::Kind::kInterval) {
+      schedule.full_rescan_interval = root.full_rescan.interval;
+    }
+    schedule.full_rescan_minute = DailyMinute(root.full_rescan).value_or(-1);
     scheduler_->AddRoot(std::move(schedule));
     served.push_back({root.name, *id});
   }
@@ -130,8 +172,12 @@ Result<std::unique_ptr<Service>> Service::Start(const Config& config,
   spdlog::info("serving on {} (port {}) with {} root(s)", config.listen,
                service->port(), config.roots.size());
   for (const RootConfig& root : config.roots) {
-    spdlog::info("root '{}': {}, rescan every {} ms", root.name, root.source,
-                 root.rescan_interval.count());
+    Result<PathFilter> filter = PathFilter::Create(root.include, root.exclude);
+    spdlog::info("root '{}': {}, rescan every {} ms, settle {} ms, watch {}, full rescan {}, "
+                 "filters {}",
+                 root.name, root.source, root.rescan_interval.count(), root.settle.count(),
+                 root.watch && !root.remote, root.full_rescan.text.empty() ? "off" : root.full_rescan.text,
+                 !filter.ok() || filter->empty() ? "none" : filter->Describe());
   }
   return service;
 }

@@ -49,6 +49,7 @@ Entry MakeEntry(const EntryRecord& record, std::string path) {
   entry.mtime_ns = record.mtime_ns;
   entry.inode = record.inode;
   entry.seq = record.seq;
+  entry.stable = record.settle == SettleState::kSettled;
   return entry;
 }
 
@@ -125,7 +126,10 @@ Result<FeedPage> ReadSnapshot(IndexImpl& index, const lmdb::Txn& txn, uint32_t r
   Status walked = walker.Walk(
       from_start, position.dir_hash, position.name_hash,
       [&](const EntryRecord& record, std::string path) {
-        if (MatchesPrefix(path, prefix)) page.changes.push_back(SnapshotChange(record, std::move(path)));
+        // A name not announced yet is not part of the feed's state either.
+        if (record.settle != SettleState::kPendingAdd && MatchesPrefix(path, prefix)) {
+          page.changes.push_back(SnapshotChange(record, std::move(path)));
+        }
         return page.changes.size() < limit;
       },
       &stopped, &last_key);

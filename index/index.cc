@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <set>
 
 #include "index/index_impl.h"
 #include "index/paths.h"
@@ -339,6 +340,14 @@ RootInfo IndexImpl::MakeRootInfo(const RootState& state) {
     info.last_error = rt.last_error;
     info.last_error_ns = rt.last_error_ns;
   }
+  if (auto settle = settle_.find(state.id); settle != settle_.end()) {
+    info.unsettled = settle->second.waiting.size();
+  }
+  if (auto reconcile = reconcile_.find(state.id); reconcile != reconcile_.end()) {
+    info.last_reconcile = reconcile->second.last;
+    info.reconciles = reconcile->second.runs;
+    info.drift_total = reconcile->second.drift;
+  }
   return info;
 }
 
@@ -385,8 +394,86 @@ Result<uint64_t> IndexImpl::LastSeq(uint32_t root_id) {
   return state->last_seq;
 }
 
-std::unique_ptr<ScanSession> IndexImpl::BeginScan(uint32_t root_id, ChangeOrigin origin) {
-  return MakeScanSession(*this, root_id, origin);
+std::unique_ptr<ScanSession> IndexImpl::BeginScan(uint32_t root_id, const ScanOptions& options) {
+  SetSettleTime(root_id, options.settle);
+  return MakeScanSession(*this, root_id, options);
+}
+
+void IndexImpl::SetSettleTime(uint32_t root_id, std::chrono::nanoseconds settle) {
+  std::lock_guard<std::mutex> lock(runtime_mutex_);
+  settle_[root_id].settle = settle;
+}
+
+bool IndexImpl::SettleObserve(uint32_t root_id, const std::string& path, bool changed,
+                              std::chrono::steady_clock::time_point now) {
+  std::lock_guard<std::mutex> lock(runtime_mutex_);
+  SettleTracker& tracker = settle_[root_id];
+  auto [it, inserted] = tracker.waiting.try_emplace(path, SettleWatch{now, 0});
+  it->second.misses = 0;
+  if (changed) it->second.since = now;
+  if (inserted || changed) return false;
+  return now - it->second.since >= tracker.settle;
+}
+
+void IndexImpl::SettleForget(uint32_t root_id, const std::string& path) {
+  std::lock_guard<std::mutex> lock(runtime_mutex_);
+  auto tracker = settle_.find(root_id);
+  if (tracker != settle_.end()) tracker->second.waiting.erase(path);
+}
+
+void IndexImpl::SettleForgetBelow(uint32_t root_id, const std::string& dir) {
+  std::lock_guard<std::mutex> lock(runtime_mutex_);
+  auto tracker = settle_.find(root_id);
+  if (tracker == settle_.end()) return;
+  auto& waiting = tracker->second.waiting;
+  std::string prefix = dir.empty() ? std::string() : dir + "/";
+  auto it = waiting.lower_bound(prefix);
+  while (it != waiting.end() && it->first.starts_with(prefix)) it = waiting.erase(it);
+}
+
+SettlePlan IndexImpl::PlanSettle(uint32_t root_id, std::chrono::steady_clock::time_point now) {
+  // An entry not seen by this many looks at its directory is dropped.
+  constexpr uint32_t kMaxMisses = 3;
+  SettlePlan plan;
+  std::lock_guard<std::mutex> lock(runtime_mutex_);
+  auto found = settle_.find(root_id);
+  if (found == settle_.end()) return plan;
+  SettleTracker& tracker = found->second;
+  std::set<std::string> dirs;
+  for (auto it = tracker.waiting.begin(); it != tracker.waiting.end();) {
+    SettleWatch& watch = it->second;
+    auto due = watch.since + tracker.settle;
+    if (due <= now) {
+      if (watch.misses >= kMaxMisses) {
+        spdlog::warn("settle: entry no longer seen, dropped from the watch: root_id={} path={}", root_id,
+                     ToValidUtf8(it->first));
+        it = tracker.waiting.erase(it);
+        continue;
+      }
+      ++watch.misses;
+      dirs.insert(std::string(ParentPath(it->first)));
+      // Looked at again one settle time later if this look misses it.
+      due = now + tracker.settle;
+    }
+    if (!plan.next_due || due < *plan.next_due) plan.next_due = due;
+    ++it;
+  }
+  plan.pending = tracker.waiting.size();
+  plan.due_dirs.assign(dirs.begin(), dirs.end());
+  return plan;
+}
+
+void IndexImpl::RecordReconcile(uint32_t root_id, const ReconcileReport& report) {
+  std::lock_guard<std::mutex> lock(runtime_mutex_);
+  ReconcileTotals& totals = reconcile_[root_id];
+  totals.last = report;
+  ++totals.runs;
+  totals.drift.added += report.added;
+  totals.drift.modified += report.modified;
+  totals.drift.deleted += report.deleted;
+  totals.drift.renamed += report.renamed;
+  totals.drift.entries_checked += report.entries_checked;
+  totals.drift.duration_ns += report.duration_ns;
 }
 
 void IndexImpl::SetCommitListener(std::function<void(uint32_t, uint64_t)> listener) {

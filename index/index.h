@@ -17,6 +17,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -89,6 +90,12 @@ struct Change {
   // The entry's inode while a scan pairs deletions with additions into
   // renames; 0 when unknown. Not stored in the change log.
   uint64_t inode = 0;
+  // True while a scan holds the change back because the entry has not
+  // settled; it can still become part of a rename. Never committed.
+  bool pending = false;
+  // How finely the source reported mtime_ns; renames are inferred only
+  // from mtimes finer than a minute. Not stored in the change log.
+  TimePrecision mtime_precision = TimePrecision::kNanosecond;
 };
 
 // Entry is one indexed name with its full path.
@@ -101,6 +108,25 @@ struct Entry {
   int64_t mtime_ns = 0;
   uint64_t inode = 0;
   uint64_t seq = 0;  // sequence of the entry's last change
+  // false while the entry's newest size and mtime wait for the root's
+  // settle time before they are announced.
+  bool stable = true;
+};
+
+// ReconcileReport is what one full rescan found: changes the ordinary
+// scans and watching had missed (drift), by kind.
+struct ReconcileReport {
+  int64_t finished_ns = 0;  // wall clock, ns since the epoch; 0 = never ran
+  uint64_t duration_ns = 0;
+  uint64_t entries_checked = 0;
+  uint64_t failed_dirs = 0;
+  uint64_t added = 0;
+  uint64_t modified = 0;
+  uint64_t deleted = 0;
+  uint64_t renamed = 0;
+  std::string error;  // the scan's error, empty when it ran cleanly
+
+  uint64_t drift() const { return added + modified + deleted + renamed; }
 };
 
 // RootInfo is the stored state of one root.
@@ -123,6 +149,10 @@ struct RootInfo {
   int64_t last_good_scan_ns = 0;      // last scan with no failed directory
   std::string last_error;             // empty after a clean scan
   int64_t last_error_ns = 0;
+  uint64_t unsettled = 0;             // entries waiting for the settle time
+  ReconcileReport last_reconcile;     // the newest full rescan's report
+  uint64_t reconciles = 0;            // full rescans since the process started
+  ReconcileReport drift_total;        // drift summed over those full rescans
 };
 
 // ScanSummary is what one finished scan did to the index.
@@ -133,6 +163,29 @@ struct ScanSummary {
   uint64_t commits = 0;
   uint64_t failed_dirs = 0;
   uint64_t last_seq = 0;
+  // Committed changes by kind.
+  uint64_t added = 0;
+  uint64_t modified = 0;
+  uint64_t deleted = 0;
+  uint64_t renamed = 0;
+};
+
+// ScanOptions are the settings of one scan.
+struct ScanOptions {
+  ScanOptions(ChangeOrigin origin = ChangeOrigin::kScan) : origin(origin) {}  // NOLINT(google-explicit-constructor)
+
+  ChangeOrigin origin;
+  // A new or changed non-directory is announced only once its size and
+  // mtime have stayed the same this long. 0 announces at once.
+  std::chrono::nanoseconds settle{0};
+};
+
+// SettlePlan says which directories hold entries that wait for the settle
+// time, and when the next of them is due for another look.
+struct SettlePlan {
+  uint64_t pending = 0;  // entries waiting
+  std::optional<std::chrono::steady_clock::time_point> next_due;
+  std::vector<std::string> due_dirs;  // due at the time asked about
 };
 
 // ScanSession merges the listings of one scan of one root. Create it with
@@ -148,6 +201,12 @@ class ScanSession : public ListingSink {
   // is the source's overall result; a non-ok one is shown as the root's
   // last error.
   virtual Result<ScanSummary> Finish(const Status& scan_status) = 0;
+
+  // Returns the directories that listings accepted since the last call
+  // added to the index, renamed ones included. A scan that did not list
+  // recursively lists them next, in the same session, so that their
+  // content arrives and a directory moved in pairs with its old place.
+  virtual std::vector<std::string> TakeAddedDirs() = 0;
 };
 
 // FeedPage is one response of the change feed.
@@ -213,7 +272,18 @@ class Index {
   // Starts merging a scan of `root_id`. Only one scan per root may run at a
   // time; the scheduler guarantees that.
   virtual std::unique_ptr<ScanSession> BeginScan(uint32_t root_id,
-                                                 ChangeOrigin origin) = 0;
+                                                 const ScanOptions& options) = 0;
+
+  // Returns the directories of `root_id` whose waiting entries are due for
+  // another look at `now`, and when the next one falls due. Waiting
+  // entries are kept in memory; after a restart the first scan finds them
+  // again in the index.
+  virtual SettlePlan PlanSettle(uint32_t root_id,
+                                std::chrono::steady_clock::time_point now) = 0;
+
+  // Stores the report of a full rescan of `root_id`, shown by GetRoot.
+  virtual void RecordReconcile(uint32_t root_id,
+                               const ReconcileReport& report) = 0;
 
   // Reads the change feed after cursor `since` (empty: from the start, as a
   // fresh instance). Returns kInvalidArgument when `since` is not a cursor of

@@ -5,6 +5,7 @@
 #include <lmdb.h>
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -75,6 +76,23 @@ struct ScanRuntime {
   int64_t last_error_ns = 0;
 };
 
+// SettleWatch is one entry that waits for its root's settle time: it has
+// looked the same since `since`.
+struct SettleWatch {
+  std::chrono::steady_clock::time_point since;
+  // Looks planned for its directory that did not see the entry; past a few
+  // the entry is dropped from the watch, and the next full scan finds it.
+  uint32_t misses = 0;
+};
+
+// SettleTracker holds a root's waiting entries, by path. It is in memory
+// only: after a restart the records' settle state in the index remains,
+// and the first scan that sees such a record starts watching it again.
+struct SettleTracker {
+  std::chrono::nanoseconds settle{0};
+  std::map<std::string, SettleWatch> waiting;
+};
+
 // DirSlot is where a directory's entries live: the hash in their keys.
 struct DirSlot {
   uint64_t hash = 0;
@@ -94,7 +112,9 @@ class IndexImpl final : public Index {
   Result<uint32_t> AddRoot(std::string_view name, std::string_view source) override;
   Result<std::vector<RootInfo>> ListRoots() override;
   Result<RootInfo> GetRoot(std::string_view name) override;
-  std::unique_ptr<ScanSession> BeginScan(uint32_t root_id, ChangeOrigin origin) override;
+  std::unique_ptr<ScanSession> BeginScan(uint32_t root_id, const ScanOptions& options) override;
+  SettlePlan PlanSettle(uint32_t root_id, std::chrono::steady_clock::time_point now) override;
+  void RecordReconcile(uint32_t root_id, const ReconcileReport& report) override;
   Result<FeedPage> ReadChanges(uint32_t root_id, std::string_view since,
                                size_t limit, std::string_view prefix) override;
   Result<uint64_t> LastSeq(uint32_t root_id) override;
@@ -121,6 +141,16 @@ class IndexImpl final : public Index {
   // Returns the root's newest sequence afterwards.
   Result<uint64_t> CommitBatch(uint32_t root_id, Batch& batch);
   void NoteScan(uint32_t root_id, const ScanRuntime& update, bool finished);
+
+  // Settle bookkeeping of the merge. SettleObserve records that the entry
+  // at `path` was seen waiting, with new facts when `changed`, and returns
+  // true when it has looked the same for the settle time.
+  void SetSettleTime(uint32_t root_id, std::chrono::nanoseconds settle);
+  bool SettleObserve(uint32_t root_id, const std::string& path, bool changed,
+                     std::chrono::steady_clock::time_point now);
+  void SettleForget(uint32_t root_id, const std::string& path);
+  // Forgets `dir` and every waiting entry below it.
+  void SettleForgetBelow(uint32_t root_id, const std::string& dir);
 
   uint64_t NameHash(std::string_view name) const { return name_hash_(name, 0); }
   uint64_t DirHash(std::string_view path, uint64_t seed) const {
@@ -164,12 +194,19 @@ class IndexImpl final : public Index {
   std::mutex listener_mutex_;
   std::function<void(uint32_t, uint64_t)> listener_;
 
-  std::mutex runtime_mutex_;
+  std::mutex runtime_mutex_;  // guards the three maps below
   std::map<uint32_t, ScanRuntime> runtime_;
+  std::map<uint32_t, SettleTracker> settle_;
+  struct ReconcileTotals {
+    ReconcileReport last;
+    uint64_t runs = 0;
+    ReconcileReport drift;
+  };
+  std::map<uint32_t, ReconcileTotals> reconcile_;
 };
 
 // Creates the ScanSession for BeginScan (merge.cc).
 std::unique_ptr<ScanSession> MakeScanSession(IndexImpl& index, uint32_t root_id,
-                                             ChangeOrigin origin);
+                                             const ScanOptions& options);
 
 }  // namespace dirindex

@@ -12,7 +12,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <mutex>
+#include <optional>
+#include <tuple>
+#include <utility>
 
 #include "index/index_impl.h"
 #include "index/paths.h"
@@ -73,12 +77,21 @@ Change MakeChange(ChangeOp op, const EntryRecord& record, std::string path,
   change.size = record.size;
   change.mtime_ns = record.mtime_ns;
   change.path = std::move(path);
+  change.mtime_precision = record.mtime_precision;
   if (record.known & kKnownInode) change.inode = record.inode;
   return change;
 }
 
+// remap value of a change that stays back because its entry has not settled.
+constexpr int64_t kStillPending = -2;
+
 bool IsBelow(std::string_view path, std::string_view dir) {
   return path.size() > dir.size() && path[dir.size()] == '/' && path.starts_with(dir);
+}
+
+// Facts a rename must keep for the renamed entry to count as settled.
+bool SameFacts(const Change& a, const Change& b) {
+  return a.known == b.known && a.size == b.size && a.mtime_ns == b.mtime_ns;
 }
 
 // Turns each deletion and addition of the same inode and type in `batch`
@@ -86,87 +99,146 @@ bool IsBelow(std::string_view path, std::string_view dir) {
 // to the front of the batch, and the paths of the other changes beneath it
 // are rewritten to the new place. An entry that merely moved with it leaves
 // the feed, or stays as a modification when it changed too. Files are
-// paired after that. An inode deleted or added more than once (hard links)
-// is left alone.
-void PairRenames(Batch* batch) {
+// paired after that, by inode, and then, for sources without inodes, by
+// name gone and name new in the same directory with the same type, size
+// and mtime (an inferred rename). An inode or a (directory, size, mtime)
+// seen more than once on either side is left alone.
+//
+// Pending changes (entries that have not settled) take part in pairing; a
+// rename of a settled entry is announced at once. Pending changes left
+// unpaired leave the batch. Returns the paths whose records settled by
+// being paired.
+std::vector<std::string> PairRenames(Batch* batch, bool pair) {
   std::vector<Change>& changes = batch->changes;
   std::vector<bool> dropped(changes.size(), false);
+  // The settle state a pending change's record takes after pairing; -1
+  // keeps the state the merge gave it.
+  std::vector<int> record_state(changes.size(), -1);
+  std::vector<std::string> settled;
+  auto settle = [&](size_t i, SettleState state) {
+    if (!changes[i].pending) return;
+    changes[i].pending = false;
+    record_state[i] = static_cast<int>(state);
+    if (state == SettleState::kSettled) settled.push_back(changes[i].path);
+  };
 
-  // Finds deletion/addition pairs of `want_dirs` entries by inode.
-  auto find_pairs = [&](bool want_dirs) {
-    std::unordered_map<uint64_t, std::pair<int64_t, int>> deleted, added;  // (index, count)
+  // Finds unique deletion/addition pairs among `want_dirs` entries by `key`,
+  // which returns nullopt for changes that cannot pair.
+  auto find_pairs = [&](bool want_dirs, auto key) {
+    using Key = typename decltype(key(changes[0]))::value_type;
+    std::map<Key, std::pair<size_t, int>> deleted, added;  // (index, count)
     for (size_t i = 0; i < changes.size(); ++i) {
       const Change& change = changes[i];
-      if (dropped[i] || change.inode == 0 || (change.type == EntryType::kDir) != want_dirs) continue;
-      std::unordered_map<uint64_t, std::pair<int64_t, int>>* slot = nullptr;
-      if (change.op == ChangeOp::kDeleted) slot = &deleted;
-      if (change.op == ChangeOp::kAdded) slot = &added;
-      if (slot == nullptr) continue;
-      auto& [index, count] = (*slot)[change.inode];
-      index = static_cast<int64_t>(i);
+      if (dropped[i] || (change.type == EntryType::kDir) != want_dirs) continue;
+      std::map<Key, std::pair<size_t, int>>* side = nullptr;
+      // A pending deletion never happens: only additions wait.
+      if (change.op == ChangeOp::kDeleted) side = &deleted;
+      if (change.op == ChangeOp::kAdded) side = &added;
+      if (side == nullptr) continue;
+      auto k = key(change);
+      if (!k) continue;
+      auto& [index, count] = (*side)[*k];
+      index = i;
       ++count;
     }
     std::vector<std::pair<size_t, size_t>> pairs;  // (deletion, addition)
-    for (const auto& [inode, add] : added) {
-      auto del = deleted.find(inode);
+    for (const auto& [k, add] : added) {
+      auto del = deleted.find(k);
       if (del == deleted.end() || del->second.second != 1 || add.second != 1) continue;
-      size_t d = static_cast<size_t>(del->second.first), a = static_cast<size_t>(add.first);
+      size_t d = del->second.first, a = add.first;
       if (changes[d].type == changes[a].type && changes[d].path != changes[a].path) pairs.emplace_back(d, a);
     }
     return pairs;
   };
-  auto make_rename = [&](size_t d, size_t a) {
-    changes[a].op = ChangeOp::kRenamed;
-    changes[a].old_path = changes[d].path;
+  auto by_inode = [](const Change& change) -> std::optional<uint64_t> {
+    if (change.inode == 0) return std::nullopt;
+    return change.inode;
+  };
+  // File systems reuse the inode of a deleted file for the next one
+  // created; a rename keeps the file's mtime, a new file has its own. So a
+  // file pairs only when its mtime, where known on both sides, is the same.
+  auto same_file = [&](size_t d, size_t a) {
+    const Change& before = changes[d];
+    const Change& after = changes[a];
+    return before.type == EntryType::kDir || !(before.known & after.known & kKnownMtime) ||
+           before.mtime_ns == after.mtime_ns;
+  };
+  auto make_rename = [&](size_t d, size_t a, bool inferred) {
+    Change& change = changes[a];
+    change.op = ChangeOp::kRenamed;
+    change.old_path = changes[d].path;
+    change.inferred = inferred;
+    // Renamed and changed: the rename is news now, the new content once it
+    // settles.
+    settle(a, SameFacts(changes[d], change) ? SettleState::kSettled : SettleState::kPendingModify);
     dropped[d] = true;
   };
 
-  // Directories, outermost first, so nested renames see rewritten paths.
-  std::vector<std::pair<size_t, size_t>> dir_pairs = find_pairs(true);
-  std::sort(dir_pairs.begin(), dir_pairs.end(), [&](const auto& x, const auto& y) {
-    return changes[x.first].path.size() < changes[y.first].path.size();
-  });
   std::vector<size_t> front;
-  for (auto [d, a] : dir_pairs) {
-    if (dropped[d] || dropped[a]) continue;
-    std::string old_dir = changes[d].path, new_dir = changes[a].path;
-    make_rename(d, a);
-    front.push_back(a);
-    auto rewrite = [&](std::string& path) {
-      if (IsBelow(path, old_dir)) path = new_dir + path.substr(old_dir.size());
-    };
-    std::unordered_map<std::string, size_t> moved_away;  // deletions now below new_dir
-    for (size_t i = 0; i < changes.size(); ++i) {
-      if (dropped[i] || i == a) continue;
-      bool was_below = IsBelow(changes[i].path, old_dir);
-      rewrite(changes[i].path);
-      rewrite(changes[i].old_path);
-      if (was_below && changes[i].op == ChangeOp::kDeleted) moved_away.emplace(changes[i].path, i);
-    }
-    // An entry that moved with the directory shows up as a deletion and an
-    // addition of the same path now: keep at most a modification.
-    for (size_t i = 0; i < changes.size(); ++i) {
-      Change& change = changes[i];
-      if (dropped[i] || change.op != ChangeOp::kAdded) continue;
-      auto match = moved_away.find(change.path);
-      if (match == moved_away.end() || dropped[match->second]) continue;
-      const Change& before = changes[match->second];
-      if (before.type != change.type) continue;
-      dropped[match->second] = true;
-      bool same = before.inode == change.inode && before.size == change.size &&
-                  before.mtime_ns == change.mtime_ns && before.known == change.known;
-      if (same || change.type == EntryType::kDir) {
-        dropped[i] = true;
-      } else {
-        change.op = ChangeOp::kModified;
+  if (pair) {
+    // Directories, outermost first, so nested renames see rewritten paths.
+    std::vector<std::pair<size_t, size_t>> dir_pairs = find_pairs(true, by_inode);
+    std::sort(dir_pairs.begin(), dir_pairs.end(), [&](const auto& x, const auto& y) {
+      return changes[x.first].path.size() < changes[y.first].path.size();
+    });
+    for (auto [d, a] : dir_pairs) {
+      if (dropped[d] || dropped[a]) continue;
+      std::string old_dir = changes[d].path, new_dir = changes[a].path;
+      make_rename(d, a, false);
+      front.push_back(a);
+      auto rewrite = [&](std::string& path) {
+        if (IsBelow(path, old_dir)) path = new_dir + path.substr(old_dir.size());
+      };
+      std::unordered_map<std::string, size_t> moved_away;  // deletions now below new_dir
+      for (size_t i = 0; i < changes.size(); ++i) {
+        if (dropped[i] || i == a) continue;
+        bool was_below = IsBelow(changes[i].path, old_dir);
+        rewrite(changes[i].path);
+        rewrite(changes[i].old_path);
+        if (was_below && changes[i].op == ChangeOp::kDeleted) moved_away.emplace(changes[i].path, i);
+      }
+      // An entry that moved with the directory shows up as a deletion and an
+      // addition of the same path now: keep at most a modification.
+      for (size_t i = 0; i < changes.size(); ++i) {
+        Change& change = changes[i];
+        if (dropped[i] || change.op != ChangeOp::kAdded) continue;
+        auto match = moved_away.find(change.path);
+        if (match == moved_away.end() || dropped[match->second]) continue;
+        const Change& before = changes[match->second];
+        if (before.type != change.type) continue;
+        dropped[match->second] = true;
+        bool same = before.inode == change.inode && SameFacts(before, change);
+        if (same || change.type == EntryType::kDir) {
+          settle(i, SettleState::kSettled);
+          dropped[i] = true;
+        } else if (change.pending) {
+          // Known to clients through the directory's rename; the new
+          // content waits to settle.
+          settle(i, SettleState::kPendingModify);
+          dropped[i] = true;
+        } else {
+          change.op = ChangeOp::kModified;
+        }
       }
     }
+
+    for (auto [d, a] : find_pairs(false, by_inode)) {
+      if (same_file(d, a)) make_rename(d, a, false);
+    }
+    auto by_facts = [](const Change& change) -> std::optional<std::tuple<std::string, int, uint64_t, int64_t>> {
+      if (change.inode != 0 || (change.known & (kKnownSize | kKnownMtime)) != (kKnownSize | kKnownMtime) ||
+          change.mtime_precision == TimePrecision::kMinute) {
+        return std::nullopt;
+      }
+      return std::tuple(std::string(ParentPath(change.path)), static_cast<int>(change.type), change.size,
+                        change.mtime_ns);
+    };
+    for (auto [d, a] : find_pairs(false, by_facts)) make_rename(d, a, true);
   }
 
-  for (auto [d, a] : find_pairs(false)) make_rename(d, a);
-
-  // Compact: renamed directories first, in the order found, then the rest;
-  // entry records follow their changes to the new places.
+  // Compact: renamed directories first, in the order found, then the rest,
+  // without pending changes; entry records follow their changes to the new
+  // places.
   std::vector<int64_t> remap(changes.size(), -1);
   std::vector<Change> kept;
   kept.reserve(changes.size());
@@ -177,19 +249,31 @@ void PairRenames(Batch* batch) {
   }
   for (size_t i = 0; i < changes.size(); ++i) {
     if (dropped[i]) continue;
+    if (changes[i].pending) {
+      remap[i] = kStillPending;
+      continue;
+    }
     remap[i] = static_cast<int64_t>(kept.size());
     kept.push_back(std::move(changes[i]));
   }
   changes = std::move(kept);
   for (BucketOp& op : batch->buckets) {
-    for (int64_t& ref : op.change_refs) {
+    for (size_t r = 0; r < op.change_refs.size(); ++r) {
+      int64_t& ref = op.change_refs[r];
       if (ref < 0) continue;
+      size_t was = static_cast<size_t>(ref);
+      if (record_state[was] >= 0) op.records[r].settle = static_cast<SettleState>(record_state[was]);
+      int64_t moved = remap[was];
+      if (moved == kStillPending) {
+        ref = -1;  // the record keeps its sequence and waits
+        continue;
+      }
       // A record whose addition left the feed takes the sequence of the
       // batch's first change: the rename of the directory it moved with.
-      int64_t moved = remap[static_cast<size_t>(ref)];
       ref = moved >= 0 ? moved : 0;
     }
   }
+  return settled;
 }
 
 void CountEntry(const EntryRecord& record, int sign, Batch* batch) {
@@ -212,8 +296,12 @@ struct DirectChange {
 
 class ScanSessionImpl final : public ScanSession {
  public:
-  ScanSessionImpl(IndexImpl& index, uint32_t root_id, ChangeOrigin origin)
-      : index_(index), root_id_(root_id), origin_(origin), started_(std::chrono::steady_clock::now()) {
+  ScanSessionImpl(IndexImpl& index, uint32_t root_id, const ScanOptions& options)
+      : index_(index),
+        root_id_(root_id),
+        origin_(options.origin),
+        settle_(options.settle),
+        started_(std::chrono::steady_clock::now()) {
     ScanRuntime start;
     start.last_scan_started_ns = WallClockNs();
     index_.NoteScan(root_id_, start, false);
@@ -221,8 +309,16 @@ class ScanSessionImpl final : public ScanSession {
 
   Status Accept(DirListing&& listing) override;
   Result<ScanSummary> Finish(const Status& scan_status) override;
+  std::vector<std::string> TakeAddedDirs() override;
 
  private:
+  // Returns true when a new or changed non-directory with these facts
+  // waits for the settle time: a settle time is set, and the mtime is not
+  // already that old. An mtime at least one settle time in the past says
+  // the file has not been written for that long.
+  bool MustWait(const ListedEntry& entry) const;
+  void FinishBatch(Batch* batch, bool pair);
+
   Status Merge(const DirListing& listing, Batch* out);
   Status DeleteSubtree(const lmdb::Txn& txn, const std::string& path, Batch* out,
                        std::vector<Change>* deletions, int depth);
@@ -231,6 +327,7 @@ class ScanSessionImpl final : public ScanSession {
   IndexImpl& index_;
   const uint32_t root_id_;
   const ChangeOrigin origin_;
+  const std::chrono::nanoseconds settle_;
   const std::chrono::steady_clock::time_point started_;
 
   std::mutex mutex_;  // guards everything below
@@ -242,7 +339,28 @@ class ScanSessionImpl final : public ScanSession {
   Status failed_;  // a commit failed: every later Accept returns it
   // True while the scan keeps its changes back to pair renames.
   bool deferring_ = index_.options().rename_window_changes > 0;
+  // Directories added by merges since the last TakeAddedDirs.
+  std::vector<std::string> added_dirs_;
 };
+
+bool ScanSessionImpl::MustWait(const ListedEntry& entry) const {
+  if (settle_.count() <= 0 || IsDir(entry.type)) return false;
+  if (!(entry.known & kKnownMtime)) return true;
+  // A coarse mtime may be up to one unit older than the last write.
+  int64_t unit = entry.mtime_precision == TimePrecision::kMinute   ? 60'000'000'000
+                 : entry.mtime_precision == TimePrecision::kSecond ? 1'000'000'000
+                                                                   : 0;
+  return WallClockNs() - (entry.mtime_ns + unit) < settle_.count();
+}
+
+void ScanSessionImpl::FinishBatch(Batch* batch, bool pair) {
+  for (const std::string& path : PairRenames(batch, pair)) index_.SettleForget(root_id_, path);
+}
+
+std::vector<std::string> ScanSessionImpl::TakeAddedDirs() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return std::exchange(added_dirs_, {});
+}
 
 Status ScanSessionImpl::Accept(DirListing&& listing) {
   {
@@ -282,11 +400,12 @@ Status ScanSessionImpl::Accept(DirListing&& listing) {
     if (pending_size < index_.options().rename_window_changes) return Status::Ok();
     spdlog::info("rename window full, committing as the scan goes: root_id={} changes={}",
                  root_id_, pending_.changes.size());
-    PairRenames(&pending_);
+    FinishBatch(&pending_, true);
     deferring_ = false;
     return CommitPending(lock);
   }
   if (pending_size < index_.options().batch_changes) return Status::Ok();
+  FinishBatch(&pending_, false);
   return CommitPending(lock);
 }
 
@@ -306,14 +425,22 @@ Status ScanSessionImpl::CommitPending(std::unique_lock<std::mutex>& lock) {
   }
   ++summary_.commits;
   summary_.changes += batch.changes.size();
-  summary_.last_seq = *committed;
+  for (const Change& change : batch.changes) {
+    switch (change.op) {
+      case ChangeOp::kAdded: ++summary_.added; break;
+      case ChangeOp::kModified: ++summary_.modified; break;
+      case ChangeOp::kDeleted: ++summary_.deleted; break;
+      case ChangeOp::kRenamed: ++summary_.renamed; break;
+    }
+  }
+  if (!batch.changes.empty()) summary_.last_seq = *committed;
   return Status::Ok();
 }
 
 Result<ScanSummary> ScanSessionImpl::Finish(const Status& scan_status) {
   std::unique_lock<std::mutex> lock(mutex_);
   if (failed_.ok() && !pending_.empty()) {
-    if (deferring_) PairRenames(&pending_);
+    FinishBatch(&pending_, deferring_);
     Status committed = CommitPending(lock);
     (void)committed;  // kept in failed_
   }
@@ -393,6 +520,8 @@ Status ScanSessionImpl::Merge(const DirListing& listing, Batch* out) {
   int rc = slot.exists ? cursor->Get(&k, &v, MDB_SET_RANGE) : MDB_NOTFOUND;
 
   std::vector<DirectChange> directs;
+  std::vector<std::string> new_dirs;
+  const auto now = std::chrono::steady_clock::now();
   std::vector<int64_t> bucket_direct_refs;  // per BucketOp record: index into directs
   std::vector<std::pair<size_t, size_t>> bucket_ref_spans;  // (first ref, count)
   size_t i = 0;
@@ -428,8 +557,9 @@ Status ScanSessionImpl::Merge(const DirListing& listing, Batch* out) {
     size_t new_begin = i;
     while (i < items.size() && items[i].hash == hash) ++i;
 
-    // The common case on a rescan: one name, unchanged.
+    // The common case on a rescan: one settled name, unchanged.
     if (old_records.size() == 1 && i - new_begin == 1 &&
+        old_records[0].settle == SettleState::kSettled &&
         old_records[0].name == items[new_begin].entry->name &&
         !Differs(old_records[0], *items[new_begin].entry)) {
       continue;
@@ -440,6 +570,12 @@ Status ScanSessionImpl::Merge(const DirListing& listing, Batch* out) {
     std::vector<EntryRecord> records;
     std::vector<int64_t> refs;
     bool changed = false;
+    auto announce = [&](ChangeOp op, const EntryRecord& record, std::string path, bool pending) {
+      Change change = MakeChange(op, record, std::move(path), origin_);
+      change.pending = pending;
+      directs.push_back({std::move(change), false});
+      refs.push_back(static_cast<int64_t>(directs.size() - 1));
+    };
     size_t o = 0, n = new_begin;
     while (o < old_records.size() || n < i) {
       int cmp = o == old_records.size() ? 1
@@ -447,47 +583,85 @@ Status ScanSessionImpl::Merge(const DirListing& listing, Batch* out) {
                                         : old_records[o].name.compare(items[n].entry->name);
       if (cmp < 0) {  // name gone
         const EntryRecord& gone = old_records[o];
-        directs.push_back({MakeChange(ChangeOp::kDeleted, gone, JoinPath(listing.path, gone.name),
-                                      origin_),
-                           IsDir(gone.type)});
+        std::string path = JoinPath(listing.path, gone.name);
+        if (gone.settle != SettleState::kSettled) index_.SettleForget(root_id_, path);
+        // A name never announced leaves without a word.
+        if (gone.settle != SettleState::kPendingAdd) {
+          directs.push_back({MakeChange(ChangeOp::kDeleted, gone, std::move(path), origin_), IsDir(gone.type)});
+        }
         CountEntry(gone, -1, out);
         changed = true;
         ++o;
       } else if (cmp > 0) {  // name new
         EntryRecord added = ToRecord(*items[n].entry);
-        directs.push_back({MakeChange(ChangeOp::kAdded, added, JoinPath(listing.path, added.name),
-                                      origin_),
-                           false});
+        std::string path = JoinPath(listing.path, added.name);
+        bool wait = MustWait(*items[n].entry);
+        if (wait) {
+          added.settle = SettleState::kPendingAdd;
+          index_.SettleObserve(root_id_, path, true, now);
+        }
+        if (IsDir(added.type)) new_dirs.push_back(path);
+        announce(ChangeOp::kAdded, added, std::move(path), wait);
         CountEntry(added, +1, out);
-        refs.push_back(static_cast<int64_t>(directs.size() - 1));
         records.push_back(std::move(added));
         changed = true;
         ++n;
       } else if (!Differs(old_records[o], *items[n].entry)) {
-        records.push_back(std::move(old_records[o]));
-        refs.push_back(-1);
+        EntryRecord& same = old_records[o];
+        std::string path;
+        if (same.settle != SettleState::kSettled) path = JoinPath(listing.path, same.name);
+        if (same.settle != SettleState::kSettled && index_.SettleObserve(root_id_, path, false, now)) {
+          // Unchanged for the settle time: announce it now.
+          ChangeOp op = same.settle == SettleState::kPendingAdd ? ChangeOp::kAdded : ChangeOp::kModified;
+          same.settle = SettleState::kSettled;
+          index_.SettleForget(root_id_, path);
+          announce(op, same, std::move(path), false);
+          changed = true;
+        } else {
+          refs.push_back(-1);
+        }
+        records.push_back(std::move(same));
         ++o, ++n;
       } else {
         const EntryRecord& before = old_records[o];
         EntryRecord after = ToRecord(*items[n].entry);
         std::string path = JoinPath(listing.path, after.name);
+        bool wait = MustWait(*items[n].entry);
+        if (wait) {
+          index_.SettleObserve(root_id_, path, true, now);
+        } else if (before.settle != SettleState::kSettled) {
+          index_.SettleForget(root_id_, path);
+        }
         if (before.type != after.type) {
           // A type change is a deletion and an addition, so clients never
           // see a directory "modified" into a file.
-          directs.push_back({MakeChange(ChangeOp::kDeleted, before, path, origin_), IsDir(before.type)});
-          directs.push_back({MakeChange(ChangeOp::kAdded, after, path, origin_), false});
+          if (before.settle != SettleState::kPendingAdd) {
+            directs.push_back({MakeChange(ChangeOp::kDeleted, before, path, origin_), IsDir(before.type)});
+          }
+          if (wait) after.settle = SettleState::kPendingAdd;
+          if (IsDir(after.type)) new_dirs.push_back(path);
+          announce(ChangeOp::kAdded, after, std::move(path), wait);
         } else {
-          directs.push_back({MakeChange(ChangeOp::kModified, after, path, origin_), false});
+          // Until its first announcement a name is still an addition.
+          bool unannounced = before.settle == SettleState::kPendingAdd;
+          if (wait) {
+            after.settle = unannounced ? SettleState::kPendingAdd : SettleState::kPendingModify;
+            after.seq = before.seq;
+          }
+          announce(unannounced ? ChangeOp::kAdded : ChangeOp::kModified, after, std::move(path), wait);
         }
         CountEntry(before, -1, out);
         CountEntry(after, +1, out);
-        refs.push_back(static_cast<int64_t>(directs.size() - 1));
         records.push_back(std::move(after));
         changed = true;
         ++o, ++n;
       }
     }
     if (changed) add_bucket(hash, std::move(records), std::move(refs));
+  }
+  if (!new_dirs.empty()) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (std::string& dir : new_dirs) added_dirs_.push_back(std::move(dir));
   }
   if (directs.empty()) return Status::Ok();
 
@@ -551,9 +725,12 @@ Status ScanSessionImpl::DeleteSubtree(const lmdb::Txn& txn, const std::string& p
         if (!deleted.ok()) return deleted;
       }
       CountEntry(record, -1, out);
-      deletions->push_back(MakeChange(ChangeOp::kDeleted, record, std::move(child), origin_));
+      if (record.settle != SettleState::kPendingAdd) {
+        deletions->push_back(MakeChange(ChangeOp::kDeleted, record, std::move(child), origin_));
+      }
     }
   }
+  index_.SettleForgetBelow(root_id_, path);
   out->dirs.push_back(DirOp{DirKey(root_id_, slot.hash), path, false});
   return Status::Ok();
 }
@@ -561,8 +738,8 @@ Status ScanSessionImpl::DeleteSubtree(const lmdb::Txn& txn, const std::string& p
 }  // namespace
 
 std::unique_ptr<ScanSession> MakeScanSession(IndexImpl& index, uint32_t root_id,
-                                             ChangeOrigin origin) {
-  return std::make_unique<ScanSessionImpl>(index, root_id, origin);
+                                             const ScanOptions& options) {
+  return std::make_unique<ScanSessionImpl>(index, root_id, options);
 }
 
 }  // namespace dirindex

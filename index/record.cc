@@ -103,7 +103,7 @@ void AppendEntryRecord(const EntryRecord& record, std::string* out) {
   out->push_back(static_cast<char>(record.type));
   out->push_back(static_cast<char>(record.known));
   out->push_back(static_cast<char>(record.mtime_precision));
-  out->push_back('\0');  // reserved for settle state
+  out->push_back(static_cast<char>(record.settle));
   AppendFixed(record.mode, out);
   AppendFixed(record.size, out);
   AppendFixed(record.mtime_ns, out);
@@ -119,10 +119,10 @@ bool DecodeBucketInto(std::string_view value, std::vector<EntryRecord>* out) {
   while (!reader.empty()) {
     if (out->size() <= count) out->emplace_back();
     EntryRecord& record = (*out)[count];
-    uint8_t type = 0, known = 0, precision = 0, reserved = 0;
+    uint8_t type = 0, known = 0, precision = 0, settle = 0;
     uint16_t name_size = 0;
     if (!reader.Fixed(&type) || !reader.Fixed(&known) ||
-        !reader.Fixed(&precision) || !reader.Fixed(&reserved) ||
+        !reader.Fixed(&precision) || !reader.Fixed(&settle) ||
         !reader.Fixed(&record.mode) || !reader.Fixed(&record.size) ||
         !reader.Fixed(&record.mtime_ns) || !reader.Fixed(&record.inode) ||
         !reader.Fixed(&record.seq) || !reader.Fixed(&name_size) ||
@@ -130,9 +130,11 @@ bool DecodeBucketInto(std::string_view value, std::vector<EntryRecord>* out) {
       return false;
     }
     if (type > static_cast<uint8_t>(EntryType::kOther) ||
-        precision > static_cast<uint8_t>(TimePrecision::kMinute)) {
+        precision > static_cast<uint8_t>(TimePrecision::kMinute) ||
+        settle > static_cast<uint8_t>(SettleState::kPendingModify)) {
       return false;
     }
+    record.settle = static_cast<SettleState>(settle);
     record.type = static_cast<EntryType>(type);
     record.known = known;
     record.mtime_precision = static_cast<TimePrecision>(precision);

@@ -27,11 +27,20 @@ std::string ChangeKey(uint32_t root, uint64_t seq);
 uint32_t LoadBigEndian32(const char* bytes);
 uint64_t LoadBigEndian64(const char* bytes);
 
+// SettleState says whether an entry's newest facts are announced in the
+// change feed or still wait for the root's settle time to pass.
+enum class SettleState : uint8_t {
+  kSettled = 0,
+  kPendingAdd = 1,     // never announced: the feed has not seen the name
+  kPendingModify = 2,  // announced before; a modification waits
+};
+
 // EntryRecord is the stored state of one name in one directory.
 struct EntryRecord {
   EntryType type = EntryType::kUnknown;
   uint8_t known = 0;
   TimePrecision mtime_precision = TimePrecision::kNanosecond;
+  SettleState settle = SettleState::kSettled;
   uint32_t mode = 0;
   uint64_t size = 0;
   int64_t mtime_ns = 0;

@@ -13,6 +13,8 @@
 
 namespace dirindex {
 
+class PathFilter;
+
 // ListingSink receives the directory listings of one scan. Sources may call
 // Accept from several threads at once.
 class ListingSink {
@@ -32,6 +34,12 @@ struct ScanRequest {
   bool recursive = true;
   // Maximum depth below the root that is listed; 0 means unlimited.
   uint32_t max_depth = 0;
+  // Directories that this filter does not admit need not be listed, nor
+  // anything below them. Sources may ignore it, because the caller removes
+  // what the filter rejects from the listings anyway (see FilteringSink),
+  // so honouring it only saves work. Null means no filter. It must outlive
+  // the Scan call.
+  const PathFilter* filter = nullptr;
 };
 
 // ScanTotals is the summary a source returns after a scan.

@@ -20,6 +20,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "index/index.h"
 #include "index/paths.h"
 #include "net/ftp_parse.h"
 #include "net/ftp_timezone.h"
@@ -398,8 +399,13 @@ DirListing FtpSource::BuildListing(const std::string& path, std::vector<FtpEntry
       run.skipped.Note(path, entry.name);
       continue;
     }
-    // TODO: ListedEntry has no field for item.unique (the MLSD unique
-    // fact) yet, so it is dropped here instead of kept as the identity.
+    // The MLSD unique fact is the server's identity of the file: its hash
+    // stands in for the inode, so a rename pairs by identity as on a local
+    // disk, and a name whose identity changed counts as modified.
+    if (!item.unique.empty()) {
+      entry.inode = DefaultHash(item.unique, 0) | 1;  // never 0, which means unknown
+      entry.known |= kKnownInode;
+    }
     if (entry.type == EntryType::kDir) {
       std::string child = JoinPath(path, entry.name);
       if (item.unique.empty() || run.entered_uniques.insert(item.unique).second) {

@@ -1,14 +1,21 @@
-// Scheduler: one thread per root. Each thread scans at start, then waits
-// for its rescan interval or a request, whichever comes first. Requests
-// that arrive while a scan runs are merged into the next scan, which then
-// finishes all of their ids at once. A scan that fails to start is retried
+// Scheduler: one thread per root. Each thread scans the whole root at
+// start, then waits for the first of: its rescan interval, a request, a
+// scheduled full rescan, directories marked dirty by watching, or entries
+// due for another look because they wait to settle. Requests that arrive
+// while a scan runs are merged into the next scan, which then finishes all
+// of their ids at once. A whole-root scan that fails to start is retried
 // with a doubling delay, from the rescan interval up to kMaxRetryDelay.
+// Dirty and settling directories are listed by a targeted scan: those
+// directories alone, plus, in the same session, whatever they hold that
+// is new to the index.
 #include "scan/scheduler.h"
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <ctime>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -20,14 +27,23 @@ namespace {
 
 constexpr std::chrono::milliseconds kMaxRetryDelay{10 * 60 * 1000};
 
+using Clock = std::chrono::steady_clock;
+
 // Forwards listings to the scan session and counts them, so the scheduler
-// can tell a scan that never started from one that failed half-way.
+// can tell a scan that never started from one that failed half-way. A
+// targeted scan lists in several passes; the sink passes each directory
+// on once, since a session merges every directory at most once.
 class CountingSink : public ListingSink {
  public:
-  explicit CountingSink(ListingSink& target) : target_(target) {}
+  CountingSink(ListingSink& target, bool once_per_dir)
+      : target_(target), once_per_dir_(once_per_dir) {}
 
   Status Accept(DirListing&& listing) override {
     accepted_.fetch_add(1, std::memory_order_relaxed);
+    if (once_per_dir_) {
+      std::lock_guard lock(mu_);
+      if (!listed_.insert(listing.path).second) return Status::Ok();
+    }
     return target_.Accept(std::move(listing));
   }
 
@@ -35,8 +51,52 @@ class CountingSink : public ListingSink {
 
  private:
   ListingSink& target_;
+  const bool once_per_dir_;
   std::atomic<uint64_t> accepted_{0};
+  std::mutex mu_;
+  std::set<std::string> listed_;
 };
+
+bool IsAtOrBelow(std::string_view path, std::string_view dir) {
+  if (dir.empty()) return true;
+  return path.starts_with(dir) && (path.size() == dir.size() || path[dir.size()] == '/');
+}
+
+int64_t ToWallNs(Clock::time_point at) {
+  auto wall = std::chrono::system_clock::now() +
+              std::chrono::duration_cast<std::chrono::system_clock::duration>(at - Clock::now());
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(wall.time_since_epoch()).count();
+}
+
+// Returns when the next scheduled full rescan of `schedule` is due, after
+// `now`, or nullopt when none is scheduled.
+std::optional<Clock::time_point> NextFullRescan(const RootSchedule& schedule,
+                                                Clock::time_point now) {
+  std::optional<Clock::time_point> next;
+  if (schedule.full_rescan_interval.count() > 0) next = now + schedule.full_rescan_interval;
+  if (schedule.full_rescan_minute >= 0) {
+    // The next local wall-clock time at that minute; mktime applies the
+    // time zone and daylight saving of that day.
+    std::time_t wall_now = std::time(nullptr);
+    std::tm local{};
+    localtime_r(&wall_now, &local);
+    local.tm_hour = schedule.full_rescan_minute / 60;
+    local.tm_min = schedule.full_rescan_minute % 60;
+    local.tm_sec = 0;
+    local.tm_isdst = -1;
+    std::time_t at = std::mktime(&local);
+    if (at <= wall_now) {
+      ++local.tm_mday;
+      local.tm_hour = schedule.full_rescan_minute / 60;
+      local.tm_min = schedule.full_rescan_minute % 60;
+      local.tm_isdst = -1;
+      at = std::mktime(&local);
+    }
+    Clock::time_point daily = now + std::chrono::seconds(at - wall_now);
+    if (!next || daily < *next) next = daily;
+  }
+  return next;
+}
 
 int64_t MillisecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -53,6 +113,9 @@ struct ScheduledRoot {
   RootRuntime runtime;
   std::vector<uint64_t> pending_ids;  // requested, not started yet
   bool pending_full = false;
+  std::set<std::string> dirty_dirs;   // from watching, not listed yet
+  std::optional<Clock::time_point> settle_due;
+  std::optional<Clock::time_point> full_due;
   std::vector<uint64_t> running_ids;  // finished by the running scan
   uint64_t failures_in_row = 0;
   std::condition_variable wake;
@@ -64,8 +127,13 @@ struct Scheduler::Impl {
 
   void StartThread(ScheduledRoot& root);
   void RunRoot(ScheduledRoot& root);
-  // Runs one scan of `root` and returns false when it failed.
-  bool RunScan(ScheduledRoot& root, uint64_t rescan_id, bool full);
+  // Runs one scan of `root` and returns false when it failed. `dirs` set
+  // makes it a targeted scan of those directories.
+  bool RunScan(ScheduledRoot& root, uint64_t rescan_id, bool full,
+               const std::optional<std::vector<std::string>>& dirs);
+  // Lists, in the same session, the directories the session added, until
+  // none is left. Returns the first error.
+  Status ListAddedDirs(ScheduledRoot& root, ScanSession& session, ListingSink& sink);
   std::chrono::milliseconds NextDelay(const ScheduledRoot& root) const;
   ScheduledRoot* Find(std::string_view name) const;
   bool IsFinished(const ScheduledRoot& root, uint64_t rescan_id) const;
@@ -80,32 +148,66 @@ struct Scheduler::Impl {
 };
 
 void Scheduler::Impl::StartThread(ScheduledRoot& root) {
+  if (DirWatcher* watcher = root.schedule.watcher.get()) {
+    watcher->Start([this, &root](std::vector<std::string> dirs, bool whole_root) {
+      std::lock_guard lock(mu);
+      if (stop) return;
+      if (whole_root) {
+        root.pending_ids.push_back(++last_issued_id);
+      } else {
+        root.dirty_dirs.insert(std::make_move_iterator(dirs.begin()),
+                               std::make_move_iterator(dirs.end()));
+      }
+      root.wake.notify_all();
+    });
+  }
   root.thread = std::thread([this, &root] { RunRoot(root); });
 }
 
 void Scheduler::Impl::RunRoot(ScheduledRoot& root) {
-  auto next_due = std::chrono::steady_clock::now();
+  auto next_due = Clock::now();
   std::unique_lock lock(mu);
+  root.full_due = NextFullRescan(root.schedule, Clock::now());
+  root.runtime.next_full_rescan_ns = root.full_due ? ToWallNs(*root.full_due) : 0;
   while (!stop) {
     // Without an interval the root is scanned at start, on request, and
     // again after a failure.
     bool timed = root.schedule.rescan_interval.count() > 0 ||
                  root.runtime.scans_started == 0 || root.failures_in_row > 0;
-    auto ready = [&] { return stop || !root.pending_ids.empty(); };
-    if (timed) {
-      root.wake.wait_until(lock, next_due, ready);
+    std::optional<Clock::time_point> deadline;
+    auto consider = [&](const std::optional<Clock::time_point>& at) {
+      if (at && (!deadline || *at < *deadline)) deadline = at;
+    };
+    if (timed) consider(next_due);
+    consider(root.full_due);
+    consider(root.settle_due);
+    auto ready = [&] { return stop || !root.pending_ids.empty() || !root.dirty_dirs.empty(); };
+    if (deadline) {
+      root.wake.wait_until(lock, *deadline, ready);
     } else {
       root.wake.wait(lock, ready);
     }
     if (stop) break;
-    if (root.pending_ids.empty() && std::chrono::steady_clock::now() < next_due) {
-      continue;
+
+    auto now = Clock::now();
+    bool full = root.pending_full || (root.full_due && now >= *root.full_due);
+    bool whole = full || !root.pending_ids.empty() || (timed && now >= next_due);
+    std::optional<std::vector<std::string>> dirs;
+    if (!whole) {
+      std::set<std::string> wanted = std::move(root.dirty_dirs);
+      root.dirty_dirs.clear();
+      if (root.settle_due && now >= *root.settle_due) {
+        SettlePlan plan = index.PlanSettle(root.schedule.root_id, now);
+        wanted.insert(plan.due_dirs.begin(), plan.due_dirs.end());
+        root.settle_due = plan.next_due;
+      }
+      if (wanted.empty()) continue;
+      dirs.emplace(wanted.begin(), wanted.end());
     }
 
-    // Every request queued so far is served by this scan.
+    // Every request queued so far is served by a whole-root scan.
     uint64_t rescan_id;
-    bool full = root.pending_full;
-    if (root.pending_ids.empty()) {
+    if (!whole || root.pending_ids.empty()) {
       rescan_id = ++last_issued_id;
       root.running_ids = {rescan_id};
     } else {
@@ -114,39 +216,84 @@ void Scheduler::Impl::RunRoot(ScheduledRoot& root) {
       root.running_ids = std::move(root.pending_ids);
       root.pending_ids.clear();
     }
-    root.pending_full = false;
+    if (whole) {
+      root.pending_full = false;
+      root.dirty_dirs.clear();  // the whole root covers them
+      ++root.runtime.scans_started;
+    } else {
+      ++root.runtime.targeted_scans;
+    }
+    if (full) ++root.runtime.full_rescans;
     root.runtime.scanning = true;
     root.runtime.running_rescan_id = rescan_id;
-    ++root.runtime.scans_started;
 
     lock.unlock();
-    bool ok = RunScan(root, rescan_id, full);
+    bool ok = RunScan(root, rescan_id, full, dirs);
+    SettlePlan settle = index.PlanSettle(root.schedule.root_id, Clock::time_point::min());
     lock.lock();
 
     root.runtime.scanning = false;
     root.runtime.running_rescan_id = 0;
     root.runtime.last_rescan_id = rescan_id;
     root.running_ids.clear();
-    if (ok) {
-      root.failures_in_row = 0;
-    } else {
+    root.settle_due = settle.next_due;
+    if (whole) {
+      if (ok) {
+        root.failures_in_row = 0;
+      } else {
+        ++root.runtime.scans_failed;
+        ++root.failures_in_row;
+      }
+      next_due = Clock::now() + NextDelay(root);
+    } else if (!ok) {
       ++root.runtime.scans_failed;
-      ++root.failures_in_row;
     }
-    next_due = std::chrono::steady_clock::now() + NextDelay(root);
+    if (full) {
+      root.full_due = NextFullRescan(root.schedule, Clock::now());
+      root.runtime.next_full_rescan_ns = root.full_due ? ToWallNs(*root.full_due) : 0;
+    }
     scan_done.notify_all();
   }
 }
 
-bool Scheduler::Impl::RunScan(ScheduledRoot& root, uint64_t rescan_id, bool full) {
-  const RootSchedule& schedule = root.schedule;
-  spdlog::info("scan started: root={} root_id={} rescan_id={} full={} source={}",
-               schedule.name, schedule.root_id, rescan_id, full,
-               schedule.source->Describe());
-  auto started = std::chrono::steady_clock::now();
+Status Scheduler::Impl::ListAddedDirs(ScheduledRoot& root, ScanSession& session,
+                                      ListingSink& sink) {
+  std::vector<std::string> trees;  // listed with everything below them
+  for (;;) {
+    std::vector<std::string> added = session.TakeAddedDirs();
+    std::erase_if(added, [&](const std::string& dir) {
+      return std::any_of(trees.begin(), trees.end(),
+                         [&](const std::string& tree) { return IsAtOrBelow(dir, tree); });
+    });
+    if (added.empty() || stop) return Status::Ok();
+    ScanRequest request;
+    request.dirs = added;
+    request.recursive = true;
+    if (root.schedule.filter != nullptr && !root.schedule.filter->empty()) {
+      request.filter = root.schedule.filter.get();
+    }
+    Result<ScanTotals> listed = root.schedule.source->Scan(request, sink, stop);
+    if (!listed.ok()) return listed.status();
+    trees.insert(trees.end(), added.begin(), added.end());
+  }
+}
 
-  std::unique_ptr<ScanSession> session = index.BeginScan(
-      schedule.root_id, full ? ChangeOrigin::kReconcile : ChangeOrigin::kScan);
+bool Scheduler::Impl::RunScan(ScheduledRoot& root, uint64_t rescan_id, bool full,
+                              const std::optional<std::vector<std::string>>& dirs) {
+  const RootSchedule& schedule = root.schedule;
+  const bool targeted = dirs.has_value();
+  // Targeted scans follow every burst of events; they log at debug level
+  // unless they find changes.
+  spdlog::log(targeted ? spdlog::level::debug : spdlog::level::info,
+              "scan started: root={} root_id={} rescan_id={} full={} dirs={} source={}",
+              schedule.name, schedule.root_id, rescan_id, full,
+              targeted ? std::to_string(dirs->size()) : "all", schedule.source->Describe());
+  auto started = Clock::now();
+  int64_t started_wall = ToWallNs(started);
+
+  ScanOptions options(full ? ChangeOrigin::kReconcile : ChangeOrigin::kScan);
+  options.settle = schedule.settle;
+  std::unique_ptr<ScanSession> session = index.BeginScan(schedule.root_id, options);
   if (session == nullptr) {
     Status error = Internal("the index could not begin a scan of root '" +
                             schedule.name + "'");
@@ -155,10 +302,20 @@ bool Scheduler::Impl::RunScan(ScheduledRoot& root, uint64_t rescan_id, bool full
     return false;
   }
 
-  CountingSink sink(*session);
-  Result<ScanTotals> totals =
-      schedule.source->Scan(ScanRequest(), sink, stop);
-  const Status& scan_status = totals.status();
+  const PathFilter* filter =
+      schedule.filter != nullptr && !schedule.filter->empty() ? schedule.filter.get() : nullptr;
+  std::optional<FilteringSink> filtering;
+  if (filter != nullptr) filtering.emplace(*session, *filter);
+  CountingSink sink(filtering ? static_cast<ListingSink&>(*filtering) : *session, targeted);
+  ScanRequest request;
+  request.filter = filter;
+  if (targeted) {
+    request.dirs = *dirs;
+    request.recursive = false;
+  }
+  Result<ScanTotals> totals = schedule.source->Scan(request, sink, stop);
+  Status scan_status = totals.status();
+  if (targeted && scan_status.ok()) scan_status = ListAddedDirs(root, *session, sink);
 
   if (!scan_status.ok() && sink.accepted() == 0) {
     // Nothing was listed (root missing, server unreachable, or a stop before
@@ -190,6 +347,27 @@ bool Scheduler::Impl::RunScan(ScheduledRoot& root, uint64_t rescan_id, bool full
                   scan_status.ToString(), summary.status().ToString());
     return false;
   }
+  if (full) {
+    ReconcileReport report;
+    report.finished_ns = ToWallNs(Clock::now());
+    report.duration_ns = static_cast<uint64_t>(report.finished_ns - started_wall);
+    report.entries_checked = summary->entries;
+    report.failed_dirs = summary->failed_dirs;
+    report.added = summary->added;
+    report.modified = summary->modified;
+    report.deleted = summary->deleted;
+    report.renamed = summary->renamed;
+    if (!scan_status.ok()) report.error = scan_status.ToString();
+    index.RecordReconcile(schedule.root_id, report);
+    // Drift means the incremental path missed something: worth a warning.
+    spdlog::log(report.drift() > 0 || !report.error.empty() ? spdlog::level::warn
+                                                            : spdlog::level::info,
+                "full rescan report: root={} rescan_id={} duration_ms={} entries_checked={} "
+                "drift={} added={} modified={} deleted={} renamed={} failed_dirs={} error={}",
+                schedule.name, rescan_id, MillisecondsSince(started), report.entries_checked,
+                report.drift(), report.added, report.modified, report.deleted, report.renamed,
+                report.failed_dirs, report.error.empty() ? "none" : report.error);
+  }
   if (!scan_status.ok()) {
     bool stopped = scan_status.code() == StatusCode::kAborted;
     spdlog::log(stopped ? spdlog::level::info : spdlog::level::err,
@@ -200,8 +378,10 @@ bool Scheduler::Impl::RunScan(ScheduledRoot& root, uint64_t rescan_id, bool full
                 scan_status.ToString());
     return stopped;
   }
-  spdlog::log(summary->failed_dirs > 0 ? spdlog::level::warn
-                                       : spdlog::level::info,
+  spdlog::level::level_enum level = summary->failed_dirs > 0 ? spdlog::level::warn
+                                    : targeted && summary->changes == 0 ? spdlog::level::debug
+                                                                        : spdlog::level::info;
+  spdlog::log(level,
               "scan finished: root={} rescan_id={} duration_ms={} dirs={} "
               "entries={} changes={} failed_dirs={} last_seq={}",
               schedule.name, rescan_id, MillisecondsSince(started),
@@ -266,6 +446,14 @@ void Scheduler::AddRoot(RootSchedule schedule) {
   auto root = std::make_unique<ScheduledRoot>();
   root->runtime.name = schedule.name;
   root->runtime.rescan_interval = schedule.rescan_interval;
+  root->runtime.watched = schedule.watcher != nullptr;
+  root->runtime.settle = schedule.settle;
+  root->runtime.full_rescan_interval = schedule.full_rescan_interval;
+  root->runtime.full_rescan_minute = schedule.full_rescan_minute;
+  if (schedule.filter != nullptr) {
+    root->runtime.include = schedule.filter->include();
+    root->runtime.exclude = schedule.filter->exclude();
+  }
   root->schedule = std::move(schedule);
   impl_->roots.push_back(std::move(root));
   if (impl_->started && !impl_->stop) impl_->StartThread(*impl_->roots.back());
@@ -287,6 +475,7 @@ void Scheduler::Stop() {
     impl_->scan_done.notify_all();
   }
   for (auto& root : impl_->roots) {
+    if (root->schedule.watcher != nullptr) root->schedule.watcher->Stop();
     if (root->thread.joinable()) root->thread.join();
   }
   spdlog::info("scheduler stopped");
@@ -312,19 +501,36 @@ Result<uint64_t> Scheduler::RequestRescan(std::string_view root_name,
   return rescan_id;
 }
 
+Status Scheduler::RequestDirs(std::string_view root_name, std::vector<std::string> dirs) {
+  std::lock_guard lock(impl_->mu);
+  ScheduledRoot* root = impl_->Find(root_name);
+  if (root == nullptr) {
+    return NotFound("root '" + std::string(root_name) + "' is not configured");
+  }
+  if (impl_->stop) {
+    return Status(StatusCode::kAborted, "the scheduler is stopping; no new scans start");
+  }
+  root->dirty_dirs.insert(std::make_move_iterator(dirs.begin()), std::make_move_iterator(dirs.end()));
+  root->wake.notify_all();
+  return Status::Ok();
+}
+
 std::optional<RootRuntime> Scheduler::Runtime(std::string_view root_name) const {
   RootRuntime runtime;
   Source* source = nullptr;
+  DirWatcher* watcher = nullptr;
   {
     std::lock_guard lock(impl_->mu);
     ScheduledRoot* root = impl_->Find(root_name);
     if (root == nullptr) return std::nullopt;
     runtime = root->runtime;
     source = root->schedule.source.get();
+    watcher = root->schedule.watcher.get();
   }
-  // Sources guard their own details, and asking must not wait for the
-  // scheduler's lock while a scan reports progress.
+  // Sources and watchers guard their own state, and asking must not wait
+  // for the scheduler's lock while a scan reports progress.
   if (source != nullptr) runtime.source_details = source->Details();
+  if (watcher != nullptr) runtime.watch = watcher->stats();
   return runtime;
 }
 
@@ -332,7 +538,10 @@ std::vector<RootRuntime> Scheduler::Runtimes() const {
   std::lock_guard lock(impl_->mu);
   std::vector<RootRuntime> out;
   out.reserve(impl_->roots.size());
-  for (const auto& root : impl_->roots) out.push_back(root->runtime);
+  for (const auto& root : impl_->roots) {
+    out.push_back(root->runtime);
+    if (root->schedule.watcher != nullptr) out.back().watch = root->schedule.watcher->stats();
+  }
   return out;
 }
 

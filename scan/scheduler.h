@@ -11,8 +11,10 @@
 #include <string_view>
 #include <vector>
 
+#include "index/filter.h"
 #include "index/index.h"
 #include "index/source.h"
+#include "scan/watcher.h"
 
 namespace dirindex {
 
@@ -24,6 +26,20 @@ struct RootSchedule {
   // timer: the root is scanned at start, on request, and after a failure
   // (with the retry delay of a 30 s interval).
   std::chrono::milliseconds rescan_interval{30'000};
+  // See ScanOptions::settle. Entries that wait are looked at again, by a
+  // listing of their directory, once the settle time has passed.
+  std::chrono::nanoseconds settle{0};
+  // Full rescans that report drift: every `full_rescan_interval` (0: none),
+  // and every day at `full_rescan_minute` minutes past local midnight
+  // (-1: none).
+  std::chrono::milliseconds full_rescan_interval{0};
+  int full_rescan_minute = -1;
+  // Applied to every listing before the index sees it; nullptr or an
+  // empty filter admits everything.
+  std::shared_ptr<const PathFilter> filter;
+  // Watches the root and asks for targeted rescans; nullptr for roots
+  // that are not watched. Its directories come from the source's walks.
+  std::unique_ptr<DirWatcher> watcher;
 };
 
 // RootRuntime is the live, in-memory state of one root's scanning.
@@ -35,6 +51,16 @@ struct RootRuntime {
   uint64_t scans_started = 0;
   uint64_t scans_failed = 0;
   std::chrono::milliseconds rescan_interval{0};
+  std::chrono::nanoseconds settle{0};
+  std::vector<std::string> include;  // the root's filter, see PathFilter
+  std::vector<std::string> exclude;
+  std::chrono::milliseconds full_rescan_interval{0};
+  int full_rescan_minute = -1;
+  uint64_t targeted_scans = 0;      // scans of single directories
+  uint64_t full_rescans = 0;        // scans that reported drift
+  int64_t next_full_rescan_ns = 0;  // wall clock; 0 when none is planned
+  bool watched = false;
+  WatchStats watch;                 // valid when `watched`
   // Source::Details() of the root's source: host, features and connection
   // state for remote roots, empty for local ones.
   std::vector<SourceDetail> source_details;
@@ -67,6 +93,11 @@ class Scheduler {
   // Returns the scan's id, unique and increasing across all roots, or
   // kNotFound for an unknown root, or kAborted after Stop.
   Result<uint64_t> RequestRescan(std::string_view root_name, bool full);
+
+  // Queues a listing of the directories `dirs` of `root_name` (relative
+  // paths), each without its subdirectories, except those the listing
+  // finds new. Used by watching. Returns kNotFound for an unknown root.
+  Status RequestDirs(std::string_view root_name, std::vector<std::string> dirs);
 
   std::optional<RootRuntime> Runtime(std::string_view root_name) const;
   std::vector<RootRuntime> Runtimes() const;

@@ -25,6 +25,10 @@
 // a directory's entries yields a listing with that error and no entries, so
 // the index keeps what it had. A directory that vanished before it was
 // opened yields nothing, because its parent's listing no longer shows it.
+//
+// Filters: a subdirectory or requested directory that ScanRequest::filter
+// rejects is not opened, so nothing below it is listed. The walker removes
+// no entries from listings, because the caller's FilteringSink does that.
 #include "scan/walker.h"
 
 #include <fcntl.h>
@@ -46,6 +50,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "index/filter.h"
 #include "index/paths.h"
 #include "scan/uring_statx.h"
 
@@ -180,12 +185,14 @@ struct SourceState {
 class Walk {
  public:
   Walk(SourceState& impl, ListingSink& sink,
-       const std::atomic<bool>& stop, uint64_t root_device, uint32_t max_depth)
+       const std::atomic<bool>& stop, uint64_t root_device, uint32_t max_depth,
+       const PathFilter* filter)
       : impl_(impl),
         sink_(sink),
         stop_(stop),
         root_device_(root_device),
-        max_depth_(max_depth) {}
+        max_depth_(max_depth),
+        filter_(filter) {}
 
   // Runs `tasks` and everything they lead to, on impl.threads threads.
   // Returns the sink's error, kAborted when `stop` was set, or ok.
@@ -226,6 +233,7 @@ class Walk {
   const std::atomic<bool>& stop_;
   const uint64_t root_device_;
   const uint32_t max_depth_;  // 0 means unlimited
+  const PathFilter* const filter_;  // subdirectories it rejects are skipped
 
   std::mutex mu_;  // guards stack_, busy_ and sink_error_
   std::condition_variable cv_;
@@ -364,6 +372,7 @@ void Walk::ListDirectory(DirTask& task, Worker& worker) {
   DirFdPtr fd = OpenDirectory(task);
   task.parent.reset();
   if (fd == nullptr) return;
+  if (impl_.options.on_directory_open) impl_.options.on_directory_open(task.path, fd->get());
 
   auto job = std::make_shared<DirJob>();
   job->fd = std::move(fd);
@@ -452,13 +461,18 @@ void Walk::StatPart(DirJob& job, std::vector<ListedEntry>&& part,
       ListedEntry& entry = part[i];
       if (descend && entry.type == EntryType::kDir &&
           (impl_.options.cross_devices || entry.device == root_device_)) {
-        DirTask subdir;
-        subdir.parent = job.fd;
-        subdir.name = entry.name;
-        subdir.path = JoinPath(job.path, entry.name);
-        subdir.depth = job.depth + 1;
-        subdir.recursive = true;
-        subdirs.push_back(std::move(subdir));
+        std::string path = JoinPath(job.path, entry.name);
+        // A rejected directory stays in this listing, and only the walk
+        // below it is skipped. The caller's FilteringSink removes the entry.
+        if (filter_ == nullptr || filter_->Admits(path, EntryType::kDir)) {
+          DirTask subdir;
+          subdir.parent = job.fd;
+          subdir.name = entry.name;
+          subdir.path = std::move(path);
+          subdir.depth = job.depth + 1;
+          subdir.recursive = true;
+          subdirs.push_back(std::move(subdir));
+        }
       }
       if (kept_count != i) part[kept_count] = std::move(entry);
       ++kept_count;
@@ -661,6 +675,11 @@ Result<std::vector<Task>> PlanTargets(const SourceState& impl,
       task = ResolveTarget(impl, root, root_device, dir, request.recursive);
     }
     if (!task) continue;
+    // Checked after ResolveTarget, because the nearest existing ancestor
+    // that replaces a vanished directory may well be admitted.
+    if (request.filter != nullptr && !request.filter->AdmitsListing(task->path)) {
+      continue;
+    }
     auto [it, inserted] = targets.try_emplace(task->path, std::move(*task));
     if (!inserted && task->recursive) it->second.recursive = true;
   }
@@ -770,7 +789,8 @@ Result<ScanTotals> LocalSource::Scan(const ScanRequest& request,
   root.reset();
 
   auto started = std::chrono::steady_clock::now();
-  Walk walk(*impl_, sink, stop, root_device, request.max_depth);
+  Walk walk(*impl_, sink, stop, root_device, request.max_depth,
+            request.filter);
   Status status = walk.Run(std::move(tasks).value());
   ScanTotals totals = walk.totals();
   spdlog::debug(

@@ -37,6 +37,10 @@ struct WalkerOptions {
   // kAuto sends a chunk to io_uring when single statx calls take at least
   // this long (uring_statx.cc gives the measurements behind the default).
   std::chrono::microseconds auto_uring_latency{40};
+  // Called on a worker thread with each directory the walk opened, before
+  // its names are read, so a watch added here misses nothing the listing
+  // does not show. `fd` stays open only for the call.
+  std::function<void(std::string_view dir_path, int fd)> on_directory_open;
   // Test hook: called on a worker thread after each getdents64 batch of
   // the directory at `dir_path` (relative to the root) and before any name
   // of that batch is statted.

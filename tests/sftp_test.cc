@@ -568,11 +568,13 @@ TEST_F(SftpSourceTest, AddsModificationsDeletionsInFeed) {
   std::string cursor;
   ReadFeed(&cursor);
 
-  WriteFile(tree_ + "/new.txt", "n");
+  // New files differ in size from the deleted ones, or their deletion and
+  // addition would be one inferred rename.
+  WriteFile(tree_ + "/new.txt", "new");
   WriteFile(tree_ + "/grow.txt", "grown");
   ASSERT_EQ(unlink((tree_ + "/gone.txt").c_str()), 0);
   ASSERT_EQ(unlink((tree_ + "/sub/old.txt").c_str()), 0);
-  WriteFile(tree_ + "/sub/fresh.txt", "f");
+  WriteFile(tree_ + "/sub/fresh.txt", "fresh");
   auto totals = ScanIntoIndex(*source);
   ASSERT_TRUE(totals.ok()) << totals.status().ToString();
 
