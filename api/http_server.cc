@@ -6,7 +6,9 @@
 // steady_timer and registers it with the Api's CommitWaiters. A commit on
 // its root cancels the timer through the strand, so the Session reads the
 // feed again. Nothing blocks an io thread except the LMDB reads of the
-// handlers themselves.
+// handlers themselves. While a long-poll waits, one read stays outstanding
+// on the socket, so a client that hangs up ends the wait at once instead of
+// holding its connection until the deadline.
 #include "api/http_server.h"
 
 #include <atomic>
@@ -190,8 +192,11 @@ class Session : public std::enable_shared_from_this<Session> {
   void StartChanges(const std::string& root, std::string_view query);
   void PollChanges();
   void WaitForCommit(uint64_t baseline_seq);
+  void WatchForHangup();
+  void OnWatchRead(beast::error_code error, size_t bytes);
   void Send(ApiResponse response, bool close_after);
   void OnWrite(beast::error_code error, bool close_after);
+  void ContinueAfterResponse(bool close_after);
   void LogResponse(const ApiResponse& response);
   void LingerClose();
   void Drain();
@@ -216,6 +221,14 @@ class Session : public std::enable_shared_from_this<Session> {
   Clock::time_point poll_deadline_;
   uint64_t waiter_id_ = 0;
   size_t lingered_bytes_ = 0;
+
+  // The step after a long-poll's response, when the response was written
+  // while the watch read was still outstanding. OnWatchRead takes it.
+  enum class AfterWatch : uint8_t { kNothing, kNextRequest, kLingerClose };
+  bool waiting_ = false;      // poll_timer_ runs for a waiting long-poll
+  bool watching_ = false;     // the read of WatchForHangup is outstanding
+  bool client_gone_ = false;  // the client hung up while the long-poll waited
+  AfterWatch after_watch_ = AfterWatch::kNothing;
 };
 
 void Session::WaitForRequest() {
@@ -383,16 +396,66 @@ void Session::WaitForCommit(uint64_t baseline_seq) {
     return;
   }
 
-  // NOTE: nothing reads the socket while the session waits, so a client
-  // that hangs up is noticed only when the response is written.
   // A wake-up cancels the timer, and the deadline fires it. Either way
   // the feed is read again, and only a non-empty page or the deadline
-  // ends the wait, so a stray cancel costs one extra read.
+  // ends the wait, so a stray cancel costs one extra read. A client that
+  // hangs up cancels it too, and then the session closes.
+  waiting_ = true;
   poll_timer_.expires_at(poll_deadline_);
   poll_timer_.async_wait([self](beast::error_code) {
+    self->waiting_ = false;
     self->state_.api.waiters().Remove(self->waiter_id_);
+    if (self->client_gone_) {
+      spdlog::debug("http: {} closed the connection during a long-poll of root {}",
+                    self->peer_, self->root_);
+      self->Close();
+      return;
+    }
     self->PollChanges();
   });
+  WatchForHangup();
+}
+
+// Keeps one read outstanding while the long-poll waits. An HTTP client
+// sends nothing while it waits for a response, so the read ends with an
+// error only when the client closes or resets the connection. A half-close
+// (shutdown of the client's sending side) counts as a hangup too. Bytes
+// that do arrive are a pipelined request and stay in buffer_, and the
+// watch goes on while buffer_ has room.
+void Session::WatchForHangup() {
+  if (watching_ || buffer_.size() + kFirstReadBytes > buffer_.max_size()) return;
+  watching_ = true;
+  // poll_timer_ bounds the wait, so the read needs no timeout of its own.
+  stream_.expires_never();
+  stream_.async_read_some(
+      buffer_.prepare(kFirstReadBytes),
+      [self = shared_from_this()](beast::error_code error, size_t bytes) {
+        self->OnWatchRead(error, bytes);
+      });
+}
+
+void Session::OnWatchRead(beast::error_code error, size_t bytes) {
+  watching_ = false;
+  if (!error) buffer_.commit(bytes);
+  bool hung_up = error && error != asio::error::operation_aborted;
+  if (waiting_) {
+    if (!error) {
+      WatchForHangup();
+    } else if (hung_up) {
+      client_gone_ = true;
+      poll_timer_.cancel();
+    }
+    return;
+  }
+  // The wait has ended. When the response has been written meanwhile,
+  // OnWrite cancelled this read and left the next step to this handler.
+  AfterWatch after = std::exchange(after_watch_, AfterWatch::kNothing);
+  if (after == AfterWatch::kNothing) return;
+  if (hung_up) {
+    Close();
+    return;
+  }
+  ContinueAfterResponse(after == AfterWatch::kLingerClose);
 }
 
 void Session::Send(ApiResponse api_response, bool close_after) {
@@ -431,6 +494,18 @@ void Session::OnWrite(beast::error_code error, bool close_after) {
     Close();
     return;
   }
+  if (watching_) {
+    // A long-poll's watch read is still outstanding, and a stream takes
+    // one read at a time, so the next step waits for that read to end.
+    after_watch_ = close_after ? AfterWatch::kLingerClose : AfterWatch::kNextRequest;
+    beast::error_code ignored;
+    stream_.socket().cancel(ignored);
+    return;
+  }
+  ContinueAfterResponse(close_after);
+}
+
+void Session::ContinueAfterResponse(bool close_after) {
   if (close_after) {
     LingerClose();
     return;
