@@ -29,6 +29,12 @@ std::string RootStateKey(uint32_t id) {
   return key;
 }
 
+std::string ReconcileKey(uint32_t id) {
+  std::string key = "reconcile/";
+  for (int i = 3; i >= 0; --i) key.push_back(static_cast<char>((id >> (8 * i)) & 0xFF));
+  return key;
+}
+
 std::string RootNameKey(std::string_view name) {
   return "name/" + std::string(name);
 }
@@ -315,7 +321,7 @@ Result<uint32_t> IndexImpl::AddRoot(std::string_view name, std::string_view sour
   return Internal("adding root '" + std::string(name) + "' kept hitting a full map");
 }
 
-RootInfo IndexImpl::MakeRootInfo(const RootState& state) {
+RootInfo IndexImpl::MakeRootInfo(const lmdb::Txn& txn, const RootState& state) {
   RootInfo info;
   info.id = state.id;
   info.name = state.name;
@@ -347,6 +353,14 @@ RootInfo IndexImpl::MakeRootInfo(const RootState& state) {
     info.last_reconcile = reconcile->second.last;
     info.reconciles = reconcile->second.runs;
     info.drift_total = reconcile->second.drift;
+  } else {
+    // No full rescan since the process started: the stored report, if any.
+    std::string key = ReconcileKey(state.id);
+    MDB_val k = lmdb::ToVal(key), v;
+    if (mdb_get(txn.get(), meta_, &k, &v) == MDB_SUCCESS) {
+      std::optional<ReconcileReport> stored = DecodeReconcileReport(lmdb::ToView(v));
+      if (stored) info.last_reconcile = *stored;
+    }
   }
   return info;
 }
@@ -364,7 +378,7 @@ Result<std::vector<RootInfo>> IndexImpl::ListRoots() {
     if (!lmdb::ToView(k).starts_with(prefix)) break;
     std::optional<RootState> state = DecodeRootState(lmdb::ToView(v));
     if (!state) return Status(StatusCode::kCorruption, "a root has a malformed state record");
-    roots.push_back(MakeRootInfo(*state));
+    roots.push_back(MakeRootInfo(read->txn, *state));
   }
   return roots;
 }
@@ -383,7 +397,7 @@ Result<RootInfo> IndexImpl::GetRoot(std::string_view name) {
   std::memcpy(&id, v.mv_data, 4);
   auto state = LoadRootState(read->txn, id);
   if (!state.ok()) return state.status();
-  return MakeRootInfo(*state);
+  return MakeRootInfo(read->txn, *state);
 }
 
 Result<uint64_t> IndexImpl::LastSeq(uint32_t root_id) {
@@ -464,6 +478,11 @@ SettlePlan IndexImpl::PlanSettle(uint32_t root_id, std::chrono::steady_clock::ti
 }
 
 void IndexImpl::RecordReconcile(uint32_t root_id, const ReconcileReport& report) {
+  Status stored = PutMeta(ReconcileKey(root_id), EncodeReconcileReport(report));
+  if (!stored.ok()) {
+    spdlog::error("storing the full rescan report failed, it is kept in memory only: root_id={} error={}",
+                  root_id, stored.ToString());
+  }
   std::lock_guard<std::mutex> lock(runtime_mutex_);
   ReconcileTotals& totals = reconcile_[root_id];
   totals.last = report;
@@ -474,6 +493,26 @@ void IndexImpl::RecordReconcile(uint32_t root_id, const ReconcileReport& report)
   totals.drift.renamed += report.renamed;
   totals.drift.entries_checked += report.entries_checked;
   totals.drift.duration_ns += report.duration_ns;
+}
+
+Status IndexImpl::PutMeta(const std::string& key, const std::string& value) {
+  std::lock_guard<std::mutex> write_lock(write_mutex_);
+  if (!latched_failure_.ok()) return latched_failure_;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    std::shared_lock<std::shared_mutex> hold(map_mutex_);
+    auto txn = lmdb::Txn::Begin(env_, 0);
+    if (!txn.ok()) return txn.status();
+    MDB_val k = lmdb::ToVal(key), v = lmdb::ToVal(value);
+    int rc = mdb_put(txn->get(), meta_, &k, &v, 0);
+    if (rc == MDB_SUCCESS) rc = txn->Commit();
+    if (rc == MDB_SUCCESS) return Status::Ok();
+    if (rc != MDB_MAP_FULL) return lmdb::ToStatus(rc, "writing meta key '" + key.substr(0, key.find('/')) + "'");
+    txn->Abort();
+    hold.unlock();
+    Status grown = GrowMap();
+    if (!grown.ok()) return grown;
+  }
+  return Internal("writing meta data kept hitting a full map");
 }
 
 void IndexImpl::SetCommitListener(std::function<void(uint32_t, uint64_t)> listener) {
@@ -501,9 +540,16 @@ Status IndexImpl::WriteHealth() {
   return latched_failure_;
 }
 
-void IndexImpl::NoteScan(uint32_t root_id, const ScanRuntime& update, bool finished) {
+void IndexImpl::NoteScan(uint32_t root_id, const ScanRuntime& update, bool finished, bool partial) {
   std::lock_guard<std::mutex> lock(runtime_mutex_);
   ScanRuntime& rt = runtime_[root_id];
+  if (partial) {
+    if (finished && !update.last_error.empty()) {
+      rt.last_error = update.last_error;
+      rt.last_error_ns = update.last_error_ns;
+    }
+    return;
+  }
   if (!finished) {
     rt.last_scan_started_ns = update.last_scan_started_ns;
     return;

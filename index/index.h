@@ -178,6 +178,10 @@ struct ScanOptions {
   // A new or changed non-directory is announced only once its size and
   // mtime have stayed the same this long. 0 announces at once.
   std::chrono::nanoseconds settle{0};
+  // The scan lists only some directories (a targeted scan). It can report
+  // new errors on the root but never clears one, since it did not look at
+  // the rest, and it leaves the root's last-scan figures alone.
+  bool partial = false;
 };
 
 // SettlePlan says which directories hold entries that wait for the settle

@@ -140,7 +140,9 @@ class IndexImpl final : public Index {
   // Applies `batch` in one write transaction, growing the map when full.
   // Returns the root's newest sequence afterwards.
   Result<uint64_t> CommitBatch(uint32_t root_id, Batch& batch);
-  void NoteScan(uint32_t root_id, const ScanRuntime& update, bool finished);
+  // Records the start (`finished` false) or the end of a scan. A partial
+  // scan only adds an error it found.
+  void NoteScan(uint32_t root_id, const ScanRuntime& update, bool finished, bool partial = false);
 
   // Settle bookkeeping of the merge. SettleObserve records that the entry
   // at `path` was seen waiting, with new facts when `changed`, and returns
@@ -168,7 +170,9 @@ class IndexImpl final : public Index {
                     uint64_t* last_seq);
   Status GrowMap();
   Status RefreshMapSize();
-  RootInfo MakeRootInfo(const RootState& state);
+  RootInfo MakeRootInfo(const lmdb::Txn& txn, const RootState& state);
+  // Stores one meta value in its own write transaction, growing a full map.
+  Status PutMeta(const std::string& key, const std::string& value);
 
   IndexOptions options_;
   MDB_env* env_ = nullptr;

@@ -301,10 +301,13 @@ class ScanSessionImpl final : public ScanSession {
         root_id_(root_id),
         origin_(options.origin),
         settle_(options.settle),
+        partial_(options.partial),
         started_(std::chrono::steady_clock::now()) {
-    ScanRuntime start;
-    start.last_scan_started_ns = WallClockNs();
-    index_.NoteScan(root_id_, start, false);
+    if (!partial_) {
+      ScanRuntime start;
+      start.last_scan_started_ns = WallClockNs();
+      index_.NoteScan(root_id_, start, false);
+    }
   }
 
   Status Accept(DirListing&& listing) override;
@@ -328,6 +331,7 @@ class ScanSessionImpl final : public ScanSession {
   const uint32_t root_id_;
   const ChangeOrigin origin_;
   const std::chrono::nanoseconds settle_;
+  const bool partial_;
   const std::chrono::steady_clock::time_point started_;
 
   std::mutex mutex_;  // guards everything below
@@ -462,7 +466,7 @@ Result<ScanSummary> ScanSessionImpl::Finish(const Status& scan_status) {
                       " directories could not be listed; first: " + first_error_;
   }
   done.last_error_ns = done.last_scan_finished_ns;
-  index_.NoteScan(root_id_, done, true);
+  index_.NoteScan(root_id_, done, true, partial_);
   if (!failed_.ok()) return failed_;
   return summary_;
 }

@@ -210,4 +210,33 @@ std::optional<RootState> DecodeRootState(std::string_view value) {
   return state;
 }
 
+std::string EncodeReconcileReport(const ReconcileReport& report) {
+  std::string out;
+  out.push_back(1);  // layout version of this value
+  AppendFixed(report.finished_ns, &out);
+  AppendFixed(report.duration_ns, &out);
+  AppendFixed(report.entries_checked, &out);
+  AppendFixed(report.failed_dirs, &out);
+  AppendFixed(report.added, &out);
+  AppendFixed(report.modified, &out);
+  AppendFixed(report.deleted, &out);
+  AppendFixed(report.renamed, &out);
+  AppendLengthPrefixed(report.error, &out);
+  return out;
+}
+
+std::optional<ReconcileReport> DecodeReconcileReport(std::string_view value) {
+  ReconcileReport report;
+  Reader reader(value);
+  uint8_t version = 0;
+  if (!reader.Fixed(&version) || version != 1 || !reader.Fixed(&report.finished_ns) ||
+      !reader.Fixed(&report.duration_ns) || !reader.Fixed(&report.entries_checked) ||
+      !reader.Fixed(&report.failed_dirs) || !reader.Fixed(&report.added) ||
+      !reader.Fixed(&report.modified) || !reader.Fixed(&report.deleted) ||
+      !reader.Fixed(&report.renamed) || !reader.LengthPrefixed(&report.error) || !reader.empty()) {
+    return std::nullopt;
+  }
+  return report;
+}
+
 }  // namespace dirindex

@@ -80,4 +80,8 @@ struct RootState {
 std::string EncodeRootState(const RootState& state);
 std::optional<RootState> DecodeRootState(std::string_view value);
 
+// The newest full rescan report of a root, kept across restarts.
+std::string EncodeReconcileReport(const ReconcileReport& report);
+std::optional<ReconcileReport> DecodeReconcileReport(std::string_view value);
+
 }  // namespace dirindex

@@ -293,6 +293,7 @@ bool Scheduler::Impl::RunScan(ScheduledRoot& root, uint64_t rescan_id, bool full
 
   ScanOptions options(full ? ChangeOrigin::kReconcile : ChangeOrigin::kScan);
   options.settle = schedule.settle;
+  options.partial = targeted;
   std::unique_ptr<ScanSession> session = index.BeginScan(schedule.root_id, options);
   if (session == nullptr) {
     Status error = Internal("the index could not begin a scan of root '" +

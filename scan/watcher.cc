@@ -146,6 +146,13 @@ void DirWatcher::DirOpened(std::string_view path, int fd) {
   }
   std::string link = "/proc/self/fd/" + std::to_string(fd);
   int wd = inotify_add_watch(impl_->inotify_fd, link.c_str(), kWatchMask);
+  if (wd < 0 && (errno == ENOENT || errno == EACCES)) {
+    // Without /proc (or without access to it) the path has to do, which
+    // may already name another directory if this one was just renamed.
+    std::string absolute = path.empty() ? impl_->options.root_path
+                                        : impl_->options.root_path + "/" + std::string(path);
+    wd = inotify_add_watch(impl_->inotify_fd, absolute.c_str(), kWatchMask);
+  }
   if (wd < 0) {
     int error = errno;
     if (error == ENOSPC) {
