@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -462,6 +463,26 @@ TEST_F(WorkflowTest, ScheduledFullRescanRunsOnItsInterval) {
   // The report follows the commit that made the change visible.
   EXPECT_TRUE(WaitFor([&] { return RootJson()["full_rescan"]["runs"].GetUint64() >= 1; }));
   EXPECT_EQ(RootJson()["full_rescan"]["interval_ms"].GetUint64(), 300u);
+}
+
+TEST_F(WorkflowTest, DailyFullRescanIsPlannedAtItsLocalTime) {
+  std::time_t now = std::time(nullptr);
+  std::tm local{};
+  localtime_r(&now, &local);
+  RootConfig root = MakeRoot();
+  root.full_rescan.kind = FullRescanSchedule::Kind::kDaily;
+  root.full_rescan.minute_of_day = (local.tm_hour * 60 + local.tm_min + 90) % 1440;
+  ASSERT_NO_FATAL_FAILURE(Start(root));
+  rapidjson::Document root_json = RootJson();
+  char expected[16];
+  std::snprintf(expected, sizeof expected, "%02d:%02d", root.full_rescan.minute_of_day / 60,
+                root.full_rescan.minute_of_day % 60);
+  EXPECT_STREQ(root_json["full_rescan"]["daily_at"].GetString(), expected);
+  // 89 to 90 minutes from now, at the start of that minute.
+  int64_t wait_s = (root_json["full_rescan"]["next_ns"].GetInt64() / 1'000'000'000) - now;
+  EXPECT_GE(wait_s, 89 * 60 - local.tm_sec - 2);
+  EXPECT_LE(wait_s, 90 * 60 - local.tm_sec + 2);
+  EXPECT_EQ(root_json["full_rescan"]["runs"].GetUint64(), 0u);
 }
 
 TEST_F(WorkflowTest, WatchLimitFallsBackToPeriodicRescans) {
