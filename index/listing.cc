@@ -13,6 +13,16 @@ std::string_view EntryTypeName(EntryType type) {
   return "unknown";
 }
 
+int64_t PrecisionUnitNs(TimePrecision precision) {
+  switch (precision) {
+    case TimePrecision::kNanosecond: return 1;
+    case TimePrecision::kSecond: return 1'000'000'000;
+    case TimePrecision::kMinute: return 60'000'000'000;
+    case TimePrecision::kDay: return 86'400'000'000'000;
+  }
+  return 1;
+}
+
 bool IsValidEntryName(std::string_view name) {
   if (name.empty() || name == "." || name == "..") return false;
   return name.find('/') == std::string_view::npos &&

@@ -21,14 +21,21 @@ enum class EntryType : uint8_t {
 
 std::string_view EntryTypeName(EntryType type);
 
-// TimePrecision is how finely a source reports an entry's mtime. A modification is judged at
-// the coarser precision of the stored and the listed value, so a listing
-// that only shows minutes never reports a change within the same minute.
+// TimePrecision is how finely a source reports an entry's mtime. A listed
+// mtime t of precision p stands for the interval [t, t + p), and a stored
+// and a listed mtime are the same when their intervals overlap. So a
+// listing that only shows minutes never reports a change within the same
+// minute, and one that only shows the day (FTP LIST for older files,
+// local midnight) never reports a change within that day.
 enum class TimePrecision : uint8_t {
   kNanosecond = 0,
   kSecond = 1,
   kMinute = 2,
+  kDay = 3,
 };
+
+// Returns the length of one step of `precision` in nanoseconds.
+int64_t PrecisionUnitNs(TimePrecision precision);
 
 // Bits of ListedEntry::known: which optional facts the source supplied.
 // A remote source that does not send a size leaves kKnownSize clear rather

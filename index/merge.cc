@@ -25,13 +25,10 @@ namespace dirindex {
 
 namespace {
 
-int64_t Truncate(int64_t ns, TimePrecision precision) {
-  int64_t unit = 1;
-  if (precision == TimePrecision::kSecond) unit = 1'000'000'000;
-  if (precision == TimePrecision::kMinute) unit = 60'000'000'000;
-  int64_t q = ns / unit;
-  if (ns % unit < 0) --q;  // floor for times before 1970
-  return q * unit;
+// Returns true when two mtimes, each standing for [t, t + its unit), can be
+// the same instant.
+bool SameMtime(int64_t a, TimePrecision a_precision, int64_t b, TimePrecision b_precision) {
+  return a < b + PrecisionUnitNs(b_precision) && b < a + PrecisionUnitNs(a_precision);
 }
 
 bool IsDir(EntryType type) { return type == EntryType::kDir; }
@@ -59,9 +56,9 @@ bool Differs(const EntryRecord& record, const ListedEntry& entry) {
   if ((both & kKnownInode) && record.inode != entry.inode) return true;
   if (IsDir(entry.type)) return false;  // a directory's size and mtime follow its names
   if ((both & kKnownSize) && record.size != entry.size) return true;
-  if (both & kKnownMtime) {
-    TimePrecision coarse = std::max(record.mtime_precision, entry.mtime_precision);
-    if (Truncate(record.mtime_ns, coarse) != Truncate(entry.mtime_ns, coarse)) return true;
+  if ((both & kKnownMtime) &&
+      !SameMtime(record.mtime_ns, record.mtime_precision, entry.mtime_ns, entry.mtime_precision)) {
+    return true;
   }
   // A fact that became known, or stopped being known, is news too.
   return (record.known & (kKnownSize | kKnownMtime)) != (entry.known & (kKnownSize | kKnownMtime));
@@ -227,7 +224,7 @@ std::vector<std::string> PairRenames(Batch* batch, bool pair) {
     }
     auto by_facts = [](const Change& change) -> std::optional<std::tuple<std::string, int, uint64_t, int64_t>> {
       if (change.inode != 0 || (change.known & (kKnownSize | kKnownMtime)) != (kKnownSize | kKnownMtime) ||
-          change.mtime_precision == TimePrecision::kMinute) {
+          change.mtime_precision >= TimePrecision::kMinute) {
         return std::nullopt;
       }
       return std::tuple(std::string(ParentPath(change.path)), static_cast<int>(change.type), change.size,
@@ -351,10 +348,7 @@ bool ScanSessionImpl::MustWait(const ListedEntry& entry) const {
   if (settle_.count() <= 0 || IsDir(entry.type)) return false;
   if (!(entry.known & kKnownMtime)) return true;
   // A coarse mtime may be up to one unit older than the last write.
-  int64_t unit = entry.mtime_precision == TimePrecision::kMinute   ? 60'000'000'000
-                 : entry.mtime_precision == TimePrecision::kSecond ? 1'000'000'000
-                                                                   : 0;
-  return WallClockNs() - (entry.mtime_ns + unit) < settle_.count();
+  return WallClockNs() - (entry.mtime_ns + PrecisionUnitNs(entry.mtime_precision)) < settle_.count();
 }
 
 void ScanSessionImpl::FinishBatch(Batch* batch, bool pair) {

@@ -130,7 +130,7 @@ bool DecodeBucketInto(std::string_view value, std::vector<EntryRecord>* out) {
       return false;
     }
     if (type > static_cast<uint8_t>(EntryType::kOther) ||
-        precision > static_cast<uint8_t>(TimePrecision::kMinute) ||
+        precision > static_cast<uint8_t>(TimePrecision::kDay) ||
         settle > static_cast<uint8_t>(SettleState::kPendingModify)) {
       return false;
     }

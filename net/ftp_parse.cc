@@ -572,7 +572,8 @@ Result<ParsedLine> ParseUnixListLine(std::string_view line, const ListTimeContex
   }
   entry.mode = TypeBits(entry.type) | permissions;
   entry.known |= kKnownMode;
-  SetMtime(ToUtc(date.local_seconds, context), 0, TimePrecision::kMinute, &entry);
+  SetMtime(ToUtc(date.local_seconds, context), 0,
+           date.date_only ? TimePrecision::kDay : TimePrecision::kMinute, &entry);
   parsed.entry.date_only = date.date_only;
   parsed.kind = LineKind::kEntry;
   return parsed;

@@ -30,11 +30,9 @@ struct FtpEntry {
   // The target of a symlink shown by LIST as "name -> target".
   std::string link_target;
   // LIST showed a date with a year and no time of day ("Jan  5  2025"), so
-  // the mtime is local midnight and only the day is known.
-  // NOTE: TimePrecision has no day step yet, so such entries are marked
-  // kMinute, the coarsest there is. When a file turns six months old its
-  // LIST date changes from "Jan  5 14:03" to "Jan  5  2025", and the index
-  // reports that as a modification.
+  // the mtime is local midnight and only the day is known (kDay). When a
+  // file turns six months old and its LIST date changes from "Jan  5 14:03"
+  // to "Jan  5  2025", the two mtimes overlap and no change is reported.
   bool date_only = false;
 };
 

@@ -171,7 +171,7 @@ TEST(UnixListLineTest, YearFormIsLocalMidnightDateOnly) {
   EXPECT_EQ(item.entry.type, EntryType::kDir);
   EXPECT_EQ(item.entry.name, "old dir");
   EXPECT_EQ(item.entry.mtime_ns, Utc(2025, 1, 5) * kNs);
-  EXPECT_EQ(item.entry.mtime_precision, TimePrecision::kMinute);
+  EXPECT_EQ(item.entry.mtime_precision, TimePrecision::kDay);
   EXPECT_TRUE(item.date_only);
 }
 

@@ -403,6 +403,23 @@ TEST_F(IndexTest, CoarseMtimeIgnoresSubMinute) {
   EXPECT_EQ(Read(cursor).changes.size(), 1u);
 }
 
+TEST_F(IndexTest, DayMtimeMatchesAnyTimeThatDay) {
+  // FTP LIST shows "Jan  5 14:03" for a recent file and "Jan  5  2025",
+  // local midnight, once it is six months old.
+  const int64_t midnight = 20'000 * 86'400'000'000'000;
+  ListedEntry file = File("a", 1, midnight + (14 * 60 + 3) * 60'000'000'000);
+  file.mtime_precision = TimePrecision::kMinute;
+  Scan({Listing("", {file})});
+  std::string cursor = Read("").cursor;
+  file.mtime_ns = midnight;
+  file.mtime_precision = TimePrecision::kDay;
+  Scan({Listing("", {file})});
+  EXPECT_TRUE(Read(cursor).changes.empty());
+  file.mtime_ns = midnight + 86'400'000'000'000;
+  Scan({Listing("", {file})});
+  EXPECT_EQ(Describe(Read(cursor)), (std::vector<std::string>{"modified a"}));
+}
+
 TEST_F(IndexTest, ListFilesPagesAndGlob) {
   std::vector<ListedEntry> files;
   for (int i = 0; i < 12; ++i) files.push_back(File("f" + std::to_string(i) + (i % 2 ? ".xml" : ".txt"), 1, 1));
