@@ -13,8 +13,11 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -107,22 +110,63 @@ Status WaitFd(int fd, short events, Deadline deadline, const std::atomic<bool>& 
   }
 }
 
+// Resolves host:port on a thread of its own, so that `deadline` and `stop`
+// bound the wait even when the resolver hangs. A lookup given up on frees
+// its result when it ends.
+Result<addrinfo*> Resolve(const std::string& host, uint16_t port, Deadline deadline,
+                          const std::atomic<bool>& stop) {
+  struct Lookup {
+    std::mutex mu;
+    std::condition_variable done_cv;
+    bool done = false;
+    bool abandoned = false;
+    int rc = 0;
+    addrinfo* result = nullptr;
+  };
+  auto lookup = std::make_shared<Lookup>();
+  std::thread([lookup, host, service = std::to_string(port)] {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    int rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &found);
+    std::lock_guard lock(lookup->mu);
+    if (lookup->abandoned) {
+      if (rc == 0) freeaddrinfo(found);
+      return;
+    }
+    lookup->rc = rc;
+    lookup->result = found;
+    lookup->done = true;
+    lookup->done_cv.notify_all();
+  }).detach();
+
+  std::unique_lock lock(lookup->mu);
+  while (!lookup->done) {
+    if (stop.load() || Clock::now() >= deadline) {
+      lookup->abandoned = true;
+      if (stop.load()) return Status(StatusCode::kAborted, "resolving host '" + host + "' stopped");
+      return Status(StatusCode::kTimedOut,
+                    "resolving host '" + host + "' timed out; check the name and the DNS "
+                    "server, or raise connect_timeout");
+    }
+    lookup->done_cv.wait_for(lock, std::min<Clock::duration>(deadline - Clock::now(), kStopCheckInterval));
+  }
+  if (lookup->rc != 0) {
+    return Status(StatusCode::kUnavailable,
+                  "resolving host '" + host + "' failed: " + gai_strerror(lookup->rc));
+  }
+  return lookup->result;
+}
+
 // Connects a non-blocking TCP socket to host:port, trying each address the
 // name resolves to.
-// NOTE: getaddrinfo blocks and `deadline` does not bound it. A host given as
-// an IP address needs no lookup.
 Result<int> ConnectTcp(const std::string& host, uint16_t port, Deadline deadline,
                        const std::atomic<bool>& stop) {
   const std::string endpoint = FormatEndpoint(host, port);
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
-  if (rc != 0) {
-    return Status(StatusCode::kUnavailable,
-                  "resolving host '" + host + "' failed: " + gai_strerror(rc));
-  }
+  Result<addrinfo*> resolved = Resolve(host, port, deadline, stop);
+  if (!resolved.ok()) return resolved.status();
+  addrinfo* found = *resolved;
   std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> addresses(found, freeaddrinfo);
 
   Status last_error(StatusCode::kUnavailable, "host '" + host + "' has no address");
