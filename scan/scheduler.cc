@@ -116,6 +116,7 @@ struct ScheduledRoot {
   std::set<std::string> dirty_dirs;   // from watching, not listed yet
   std::optional<Clock::time_point> settle_due;
   std::optional<Clock::time_point> full_due;
+  Clock::time_point targeted_allowed{};  // no targeted scan starts before
   std::vector<uint64_t> running_ids;  // finished by the running scan
   uint64_t failures_in_row = 0;
   std::condition_variable wake;
@@ -181,7 +182,12 @@ void Scheduler::Impl::RunRoot(ScheduledRoot& root) {
     if (timed) consider(next_due);
     consider(root.full_due);
     consider(root.settle_due);
-    auto ready = [&] { return stop || !root.pending_ids.empty() || !root.dirty_dirs.empty(); };
+    // Dirty directories wait while targeted scans are throttled.
+    const bool throttled = Clock::now() < root.targeted_allowed;
+    if (throttled) consider(root.targeted_allowed);
+    auto ready = [&] {
+      return stop || !root.pending_ids.empty() || (!throttled && !root.dirty_dirs.empty());
+    };
     if (deadline) {
       root.wake.wait_until(lock, *deadline, ready);
     } else {
@@ -194,8 +200,11 @@ void Scheduler::Impl::RunRoot(ScheduledRoot& root) {
     bool whole = full || !root.pending_ids.empty() || (timed && now >= next_due);
     std::optional<std::vector<std::string>> dirs;
     if (!whole) {
-      std::set<std::string> wanted = std::move(root.dirty_dirs);
-      root.dirty_dirs.clear();
+      std::set<std::string> wanted;
+      if (now >= root.targeted_allowed) {
+        wanted = std::move(root.dirty_dirs);
+        root.dirty_dirs.clear();
+      }
       if (root.settle_due && now >= *root.settle_due) {
         SettlePlan plan = index.PlanSettle(root.schedule.root_id, now);
         wanted.insert(plan.due_dirs.begin(), plan.due_dirs.end());
@@ -228,9 +237,16 @@ void Scheduler::Impl::RunRoot(ScheduledRoot& root) {
     root.runtime.running_rescan_id = rescan_id;
 
     lock.unlock();
+    auto scan_started = Clock::now();
     bool ok = RunScan(root, rescan_id, full, dirs);
     SettlePlan settle = index.PlanSettle(root.schedule.root_id, Clock::time_point::min());
     lock.lock();
+
+    // A file written without pause keeps its directory dirty. Waiting twice
+    // the last targeted scan's time before the next one caps the share of
+    // time spent listing that directory at a third.
+    auto scan_ended = Clock::now();
+    root.targeted_allowed = whole ? scan_ended : scan_ended + 2 * (scan_ended - scan_started);
 
     root.runtime.scanning = false;
     root.runtime.running_rescan_id = 0;
