@@ -300,6 +300,15 @@ class ScanSessionImpl final : public ScanSession {
         settle_(options.settle),
         partial_(options.partial),
         started_(std::chrono::steady_clock::now()) {
+    // A root with no entries yet has nothing a rename could come from, so
+    // its first build commits as it goes instead of holding changes back.
+    if (deferring_) {
+      auto read = index_.BeginRead();
+      if (read.ok()) {
+        auto state = index_.LoadRootState(read->txn, root_id_);
+        if (state.ok() && state->files == 0 && state->dirs == 0) deferring_ = false;
+      }
+    }
     if (!partial_) {
       ScanRuntime start;
       start.last_scan_started_ns = WallClockNs();
