@@ -518,20 +518,6 @@ Result<uint64_t> Scheduler::RequestRescan(std::string_view root_name,
   return rescan_id;
 }
 
-Status Scheduler::RequestDirs(std::string_view root_name, std::vector<std::string> dirs) {
-  std::lock_guard lock(impl_->mu);
-  ScheduledRoot* root = impl_->Find(root_name);
-  if (root == nullptr) {
-    return NotFound("root '" + std::string(root_name) + "' is not configured");
-  }
-  if (impl_->stop) {
-    return Status(StatusCode::kAborted, "the scheduler is stopping; no new scans start");
-  }
-  root->dirty_dirs.insert(std::make_move_iterator(dirs.begin()), std::make_move_iterator(dirs.end()));
-  root->wake.notify_all();
-  return Status::Ok();
-}
-
 std::optional<RootRuntime> Scheduler::Runtime(std::string_view root_name) const {
   RootRuntime runtime;
   Source* source = nullptr;

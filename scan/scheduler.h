@@ -94,11 +94,6 @@ class Scheduler {
   // kNotFound for an unknown root, or kAborted after Stop.
   Result<uint64_t> RequestRescan(std::string_view root_name, bool full);
 
-  // Queues a listing of the directories `dirs` of `root_name` (relative
-  // paths), each without its subdirectories, except those the listing
-  // finds new. Used by watching. Returns kNotFound for an unknown root.
-  Status RequestDirs(std::string_view root_name, std::vector<std::string> dirs);
-
   std::optional<RootRuntime> Runtime(std::string_view root_name) const;
   std::vector<RootRuntime> Runtimes() const;
 
