@@ -639,7 +639,12 @@ Status ScanSessionImpl::Merge(const DirListing& listing, Batch* out) {
         } else if (before.settle != SettleState::kSettled) {
           index_.SettleForget(root_id_, path);
         }
-        if (before.type != after.type) {
+        // A directory with another inode is another directory (the old one
+        // was moved away or removed and a new one made under its name), so
+        // its subtree must not carry over.
+        bool other_dir = IsDir(before.type) && IsDir(after.type) &&
+                         (before.known & after.known & kKnownInode) && before.inode != after.inode;
+        if (before.type != after.type || other_dir) {
           // A type change is a deletion and an addition, so clients never
           // see a directory "modified" into a file.
           if (before.settle != SettleState::kPendingAdd) {

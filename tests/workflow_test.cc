@@ -264,6 +264,29 @@ TEST_F(WorkflowTest, DirectoryMovedInsideTheRootKeepsBeingWatched) {
   EXPECT_EQ(CountPath(seen, "old/sub/b"), 0u);
 }
 
+TEST_F(WorkflowTest, FolderRotatedUnderItsNameIsARenameAndANewFolder) {
+  MakeDirs(At("q"));
+  WriteFile(At("q/a"), "a");
+  ASSERT_NO_FATAL_FAILURE(Start(MakeRoot()));
+  // The move and the new folder land in one batch of events.
+  std::filesystem::rename(At("q"), At("q.old"));
+  MakeDirs(At("q"));
+  std::vector<FeedChange> seen = ReadUntil([](const auto& changes) {
+    return Count(changes, "renamed", "q.old") == 1 && Count(changes, "added", "q") == 1;
+  });
+  EXPECT_EQ(Count(seen, "renamed", "q.old"), 1u);
+  EXPECT_EQ(Count(seen, "added", "q"), 1u);
+  EXPECT_EQ(CountPath(seen, "q/a"), 0u) << "a moved along with the folder";
+  // The new folder is watched.
+  WriteFile(At("q/b"), "b");
+  seen = ReadUntil([](const auto& changes) { return Count(changes, "added", "q/b") == 1; });
+  EXPECT_EQ(Count(seen, "added", "q/b"), 1u);
+  std::map<std::string, bool> files = Files();
+  EXPECT_EQ(files.count("q.old/a"), 1u);
+  EXPECT_EQ(files.count("q/a"), 0u);
+  EXPECT_EQ(files.count("q/b"), 1u);
+}
+
 TEST_F(WorkflowTest, RenameToSuccessIsOneRename) {
   WriteFile(At("a.xml"), "<order/>");
   ASSERT_NO_FATAL_FAILURE(Start(MakeRoot()));
