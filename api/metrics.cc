@@ -117,7 +117,7 @@ std::vector<RootFamily> RootFamilies() {
          return r.runtime ? r.runtime->watch.watch_failures : 0;
        }},
       {"dirindex_root_full_rescans_total",
-       "Full rescans that reported drift, since the process started.", "counter",
+       "Full rescans, with or without drift, since the process started.", "counter",
        [](const RootStatus& r) { return r.info.reconciles; }},
       {"dirindex_root_last_full_rescan_drift",
        "Changes the newest full rescan found that the other scans had missed.", "gauge",

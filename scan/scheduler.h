@@ -57,7 +57,7 @@ struct RootRuntime {
   std::chrono::milliseconds full_rescan_interval{0};
   int full_rescan_minute = -1;
   uint64_t targeted_scans = 0;      // scans of single directories
-  uint64_t full_rescans = 0;        // scans that reported drift
+  uint64_t full_rescans = 0;        // full rescans, requested or scheduled
   int64_t next_full_rescan_ns = 0;  // wall clock; 0 when none is planned
   bool watched = false;
   WatchStats watch;                 // valid when `watched`
