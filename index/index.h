@@ -47,7 +47,7 @@ struct IndexOptions {
   // fresh-instance response.
   uint64_t retention_changes = 1'000'000;
   // Changes committed per write transaction while a scan runs.
-  uint64_t batch_changes = 50'000;
+  uint64_t batch_changes = 10'000;
   // A scan holds back the changes it finds, up to this many, and commits
   // them when it ends, so that a deletion and an addition of the same inode
   // anywhere in the tree become one rename. Past this many it commits as it
