@@ -152,8 +152,8 @@ std::vector<std::string> PairRenames(Batch* batch, bool pair) {
     return change.inode;
   };
   // File systems reuse the inode of a deleted file for the next one
-  // created; a rename keeps the file's mtime, a new file has its own. So a
-  // file pairs only when its mtime, where known on both sides, is the same.
+  // created. A rename keeps the file's mtime and a new file has its own, so
+  // a file pairs only when its mtime, where known on both sides, is the same.
   auto same_file = [&](size_t d, size_t a) {
     const Change& before = changes[d];
     const Change& after = changes[a];
@@ -323,8 +323,8 @@ class ScanSessionImpl final : public ScanSession {
  private:
   // Returns true when a new or changed non-directory with these facts
   // waits for the settle time: a settle time is set, and the mtime is not
-  // already that old. An mtime at least one settle time in the past says
-  // the file has not been written for that long.
+  // already that old. An mtime at least one settle time in the past shows
+  // that the file has not been written for that long.
   bool MustWait(const ListedEntry& entry) const;
   void FinishBatch(Batch* batch, bool pair);
 

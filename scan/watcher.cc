@@ -1,6 +1,6 @@
 // DirWatcher: one inotify instance and one thread per watched root.
 //
-// Watches are added on the directory the walker holds open, through its
+// Watches are added on the directory the walker has open, through its
 // /proc/self/fd link, so the watch is on exactly the directory listed even
 // when a path is longer than PATH_MAX or was renamed meanwhile. Each watch
 // descriptor maps to the directory's path relative to the root; a directory
@@ -63,7 +63,7 @@ struct DirWatcher::Impl {
   // Owned by the thread.
   std::set<std::string> dirty;
   Clock::time_point batch_started{}, last_event{};
-  bool whole_wanted = false;
+  bool whole_requested = false;
   Clock::time_point next_overflow_rescan{};
   Clock::time_point last_overflow{};
   std::chrono::milliseconds overflow_backoff{0};
@@ -228,7 +228,7 @@ void DirWatcher::Impl::HandleEvent(const inotify_event& event) {
       overflow_backoff = options.overflow_backoff_min;
     }
     last_overflow = now;
-    whole_wanted = true;
+    whole_requested = true;
     spdlog::warn("inotify queue overflowed, events lost: root={} overflows={} action=rescan of the whole root",
                  options.root_name, stats.overflows);
     return;
@@ -250,7 +250,7 @@ void DirWatcher::Impl::HandleEvent(const inotify_event& event) {
   if (event.mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
     // The parent's event covers a directory inside the root; the root
     // itself going away needs a look at the whole root.
-    if (dir.empty()) whole_wanted = true;
+    if (dir.empty()) whole_requested = true;
     return;
   }
 
@@ -281,7 +281,7 @@ int DirWatcher::Impl::PollTimeoutMs(Clock::time_point now) const {
   if (!dirty.empty()) {
     wake = std::min(last_event + options.quiet, batch_started + options.max_delay);
   }
-  if (whole_wanted) {
+  if (whole_requested) {
     Clock::time_point at = std::max(now, next_overflow_rescan);
     if (!wake || at < *wake) wake = at;
   }
@@ -291,8 +291,8 @@ int DirWatcher::Impl::PollTimeoutMs(Clock::time_point now) const {
 }
 
 void DirWatcher::Impl::Flush(Clock::time_point now) {
-  if (whole_wanted && now >= next_overflow_rescan) {
-    whole_wanted = false;
+  if (whole_requested && now >= next_overflow_rescan) {
+    whole_requested = false;
     dirty.clear();
     {
       std::lock_guard lock(mu);
@@ -303,7 +303,7 @@ void DirWatcher::Impl::Flush(Clock::time_point now) {
     notify({}, true);
     return;
   }
-  if (dirty.empty() || whole_wanted) return;
+  if (dirty.empty() || whole_requested) return;
   if (now < last_event + options.quiet && now < batch_started + options.max_delay) return;
   std::vector<std::string> dirs(dirty.begin(), dirty.end());
   dirty.clear();
