@@ -283,9 +283,9 @@ class FtpFixture : public ::testing::Test {
     return created.ok() ? std::move(*created) : nullptr;
   }
 
-  ScanOutcome Scan(Source& source, ScanRequest request = {}) {
+  ScanOutcome Scan(Source& source, ScanRequest request = {}, ScanOptions options = {}) {
     ScanOutcome outcome;
-    auto session = index_->BeginScan(root_, ChangeOrigin::kScan);
+    auto session = index_->BeginScan(root_, options);
     std::atomic<bool> stop{false};
     auto totals = source.Scan(request, *session, stop);
     if (totals.ok()) {
@@ -530,6 +530,35 @@ TEST_F(PureFtpTest, DetailsReadDuringScan) {
   ASSERT_TRUE(second.status.ok()) << second.status.ToString();
   EXPECT_EQ(second.totals.dirs, 21u);
   EXPECT_GT(reads.load(), 0u);
+}
+
+TEST_F(PureFtpTest, SettleWaitsThenAnnouncesOnce) {
+  WriteFile(dir_ + "/old.xml", "old");
+  SetMtime(dir_ + "/old.xml", NowSeconds() - 3600);
+  RemoteOptions options = Options();
+  OpenIndex(options.url);
+  auto source = MakeSource(options);
+  ASSERT_NE(source, nullptr);
+  ScanOptions settle;
+  settle.settle = std::chrono::milliseconds(700);
+  ASSERT_TRUE(Scan(*source, {}, settle).status.ok());
+  EXPECT_EQ(NewChanges(), (std::vector<std::string>{"added old.xml"}));
+
+  // A file just written waits; the directory's listing alone is enough to
+  // look at it again, as the scheduler does once the settle time is over.
+  WriteFile(dir_ + "/in.xml", "<order/>");
+  ASSERT_TRUE(Scan(*source, {}, settle).status.ok());
+  EXPECT_TRUE(NewChanges().empty());
+  auto waiting = StatPath("in.xml");
+  ASSERT_TRUE(waiting.has_value());
+  EXPECT_FALSE(waiting->stable);
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  ScanRequest relist;
+  relist.dirs = {""};
+  relist.recursive = false;
+  ASSERT_TRUE(Scan(*source, relist, settle).status.ok());
+  EXPECT_EQ(NewChanges(), (std::vector<std::string>{"added in.xml"}));
+  EXPECT_TRUE(StatPath("in.xml")->stable);
 }
 
 TEST_F(PureFtpTest, ChangesBetweenListings) {
