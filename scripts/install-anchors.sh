@@ -21,25 +21,7 @@ packages=(
   pkg-config    # finds libfuse3 for CMake
 )
 
-if [[ $(id -u) -ne 0 ]]; then
-  echo "install-anchors.sh: run as root (apt-get install needs it), for example with sudo" >&2
-  exit 1
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-# Keep package scripts from starting services: the benchmarks start their
-# own private watchman and servers on 127.0.0.1.
-policy=/usr/sbin/policy-rc.d
-created_policy=0
-if [[ ! -e $policy ]]; then
-  printf '#!/bin/sh\nexit 101\n' > "$policy"
-  chmod +x "$policy"
-  created_policy=1
-fi
-trap 'if [[ $created_policy -eq 1 ]]; then rm -f "$policy"; fi' EXIT
-
-apt-get update -q
-apt-get install -y -q --no-install-recommends "${packages[@]}"
+"$(dirname "$0")/apt-install.sh" "${packages[@]}"
 
 # The version lines that docs/benchmarks.md records with each run. None of
 # these commands contacts a server.

@@ -19,17 +19,4 @@ packages=(
   bfs fd-find watchman hyperfine rclone fuse3 libfuse3-dev linux-perf
 )
 
-export DEBIAN_FRONTEND=noninteractive
-# Keep package scripts from starting sshd or an FTP daemon on a public
-# address: the tests start their own servers on 127.0.0.1.
-policy=/usr/sbin/policy-rc.d
-created_policy=0
-if [[ ! -e $policy ]]; then
-  printf '#!/bin/sh\nexit 101\n' > "$policy"
-  chmod +x "$policy"
-  created_policy=1
-fi
-trap 'if [[ $created_policy -eq 1 ]]; then rm -f "$policy"; fi' EXIT
-
-apt-get update -q
-apt-get install -y -q --no-install-recommends "${packages[@]}"
+"$(dirname "$0")/apt-install.sh" "${packages[@]}"

@@ -61,7 +61,9 @@ using testing::HttpGet;
 using testing::HttpRequest;
 using testing::HttpResponse;
 using testing::MakeDirs;
+using testing::RunCommand;
 using testing::ScratchDir;
+using testing::ServersDir;
 using testing::WriteFile;
 
 constexpr uid_t kNobody = 65534;
@@ -75,23 +77,6 @@ std::string ReadText(const std::string& path) {
   std::stringstream text;
   text << in.rdbuf();
   return text.str();
-}
-
-std::string ServersDir() {
-  std::string file = __FILE__;
-  return file.substr(0, file.rfind('/')) + "/servers";
-}
-
-// Runs `command` in a shell and returns its exit status and output.
-std::pair<int, std::string> RunCommand(const std::string& command) {
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return {-1, "popen failed"};
-  std::string output;
-  char buffer[4096];
-  size_t got = 0;
-  while ((got = fread(buffer, 1, sizeof(buffer), pipe)) > 0) output.append(buffer, got);
-  int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
 }
 
 rapidjson::Document ParseJson(const std::string& body) {

@@ -19,6 +19,8 @@ namespace dirindex {
 namespace {
 
 using testing::MakeDirs;
+using testing::Names;
+using testing::Paths;
 using testing::ScratchDir;
 using testing::WriteFile;
 
@@ -75,18 +77,6 @@ class CollectingSink : public ListingSink {
   std::map<std::string, DirListing> listings_;
   size_t accepted_ = 0;
 };
-
-std::set<std::string> Names(const DirListing& listing) {
-  std::set<std::string> names;
-  for (const ListedEntry& entry : listing.entries) names.insert(entry.name);
-  return names;
-}
-
-std::set<std::string> Paths(const std::map<std::string, DirListing>& listings) {
-  std::set<std::string> paths;
-  for (const auto& [path, listing] : listings) paths.insert(path);
-  return paths;
-}
 
 // ---------------------------------------------------------------------------
 // PathFilter

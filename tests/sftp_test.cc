@@ -43,25 +43,10 @@ namespace {
 
 using testing::MakeDirs;
 using testing::RemoveTree;
+using testing::RunCommand;
 using testing::ScratchDir;
+using testing::ServersDir;
 using testing::WriteFile;
-
-std::string ServersDir() {
-  std::string file = __FILE__;
-  return file.substr(0, file.rfind('/')) + "/servers";
-}
-
-// Runs `command` in a shell and returns its exit status and output.
-std::pair<int, std::string> RunCommand(const std::string& command) {
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return {-1, "popen failed"};
-  std::string output;
-  char buffer[4096];
-  size_t got = 0;
-  while ((got = fread(buffer, 1, sizeof(buffer), pipe)) > 0) output.append(buffer, got);
-  int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
 
 std::string ReadText(const std::string& path) {
   std::ifstream in(path);

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -83,6 +84,34 @@ void RemoveTree(const std::string& path) {
   int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd >= 0) RemoveContents(fd);
   rmdir(path.c_str());
+}
+
+std::string ServersDir() {
+  std::string file = __FILE__;
+  return file.substr(0, file.rfind('/')) + "/servers";
+}
+
+std::pair<int, std::string> RunCommand(const std::string& command) {
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return {-1, "popen failed"};
+  std::string output;
+  char buffer[4096];
+  size_t got = 0;
+  while ((got = fread(buffer, 1, sizeof(buffer), pipe)) > 0) output.append(buffer, got);
+  int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+std::set<std::string> Names(const DirListing& listing) {
+  std::set<std::string> names;
+  for (const ListedEntry& entry : listing.entries) names.insert(entry.name);
+  return names;
+}
+
+std::set<std::string> Paths(const std::map<std::string, DirListing>& listings) {
+  std::set<std::string> paths;
+  for (const auto& [path, listing] : listings) paths.insert(path);
+  return paths;
 }
 
 }  // namespace dirindex::testing

@@ -1,8 +1,14 @@
-// Helpers shared by the test suites: scratch folders and file creation.
+// Helpers shared by the test suites: scratch folders, file creation,
+// shell commands and listing summaries.
 #pragma once
 
+#include <map>
+#include <set>
 #include <string>
 #include <string_view>
+#include <utility>
+
+#include "index/listing.h"
 
 namespace dirindex::testing {
 
@@ -32,5 +38,18 @@ void MakeDirs(const std::string& path);
 
 // Removes `path` and everything beneath it, even past PATH_MAX.
 void RemoveTree(const std::string& path);
+
+// Returns the folder of the server scripts, tests/servers.
+std::string ServersDir();
+
+// Runs `command` in a shell and returns its exit status and its output,
+// stderr included.
+std::pair<int, std::string> RunCommand(const std::string& command);
+
+// Returns the names of a listing's entries.
+std::set<std::string> Names(const DirListing& listing);
+
+// Returns the directory paths of listings kept by path.
+std::set<std::string> Paths(const std::map<std::string, DirListing>& listings);
 
 }  // namespace dirindex::testing

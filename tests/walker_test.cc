@@ -38,6 +38,8 @@ namespace dirindex {
 namespace {
 
 using testing::MakeDirs;
+using testing::Names;
+using testing::Paths;
 using testing::ScratchDir;
 using testing::WriteFile;
 
@@ -78,18 +80,6 @@ const ListedEntry* FindEntry(const DirListing& listing, std::string_view name) {
     if (entry.name == name) return &entry;
   }
   return nullptr;
-}
-
-std::set<std::string> Names(const DirListing& listing) {
-  std::set<std::string> names;
-  for (const ListedEntry& entry : listing.entries) names.insert(entry.name);
-  return names;
-}
-
-std::set<std::string> Paths(const std::map<std::string, DirListing>& listings) {
-  std::set<std::string> paths;
-  for (const auto& [path, listing] : listings) paths.insert(path);
-  return paths;
 }
 
 std::unique_ptr<LocalSource> MakeSource(WalkerOptions options) {
