@@ -48,6 +48,26 @@ Status ValidateGlob(std::string_view list, std::string_view written,
         "names at every depth");
   }
 
+  // fnmatch reads a '[' without its closing ']' as a literal '[', which is
+  // seldom what was meant. A ']' right after '[' or '[!' belongs to the set.
+  for (size_t i = 0; i < glob.size(); ++i) {
+    if (glob[i] == '\\') {
+      ++i;
+      continue;
+    }
+    if (glob[i] != '[') continue;
+    size_t close = i + 1;
+    if (close < glob.size() && glob[close] == '!') ++close;
+    if (close < glob.size() && glob[close] == ']') ++close;
+    close = glob.find(']', close);
+    if (close == std::string_view::npos) {
+      return invalid(
+          "has a '[' without a closing ']'; close the set, such as '[0-9]', "
+          "or write '\\[' to match a '[' itself");
+    }
+    i = close;
+  }
+
   std::string_view body = glob;
   if (body.front() == '/') body.remove_prefix(1);
   if (!body.empty() && body.back() == '/') body.remove_suffix(1);

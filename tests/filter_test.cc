@@ -211,6 +211,8 @@ TEST(PathFilterTest, BadPatternsRejectedWithPattern) {
       {{}, {"./a"}, "'.' or '..'", "'./a'"},
       {{"in/../a"}, {}, "'.' or '..'", "'in/../a'"},
       {{"cache/"}, {}, "ends with '/'", "'cache/'"},
+      {{"[abc"}, {}, "without a closing ']'", "'[abc'"},
+      {{}, {"x[!]"}, "without a closing ']'", "'x[!]'"},
   };
   for (const Case& c : cases) {
     Result<PathFilter> filter = PathFilter::Create(c.include, c.exclude);
@@ -228,7 +230,7 @@ TEST(PathFilterTest, BadPatternsRejectedWithPattern) {
 TEST(PathFilterTest, UnusualButValidPatternsAccepted) {
   // '!' in exclude is an ordinary character, and a trailing '/' is fine
   // after '!' because exclude patterns apply to directories.
-  PathFilter filter = MakeFilter({"!cache/", "[!.]*"}, {"!important"});
+  PathFilter filter = MakeFilter({"!cache/", "[!.]*", "[]]x", "\\[y"}, {"!important"});
   EXPECT_FALSE(filter.Admits("!important", EntryType::kFile));
   EXPECT_TRUE(filter.Admits("important", EntryType::kFile));
   EXPECT_FALSE(filter.Admits("cache", EntryType::kDir));
