@@ -90,8 +90,8 @@ struct Change {
   // The entry's inode while a scan pairs deletions with additions into
   // renames; 0 when unknown. Not stored in the change log.
   uint64_t inode = 0;
-  // True while a scan holds the change back because the entry has not
-  // settled; it can still become part of a rename. Never committed.
+  // True while a scan keeps the change back because the entry has not
+  // settled. It can still become part of a rename. Never committed.
   bool pending = false;
   // How finely the source reported mtime_ns; renames are inferred only
   // from mtimes finer than a minute. Not stored in the change log.
@@ -184,7 +184,7 @@ struct ScanOptions {
   bool partial = false;
 };
 
-// SettlePlan says which directories hold entries that wait for the settle
+// SettlePlan lists the directories with entries that wait for the settle
 // time, and when the next of them is due for another look.
 struct SettlePlan {
   uint64_t pending = 0;  // entries waiting

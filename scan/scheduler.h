@@ -34,10 +34,10 @@ struct RootSchedule {
   // (-1: none).
   std::chrono::milliseconds full_rescan_interval{0};
   int full_rescan_minute = -1;
-  // Applied to every listing before the index sees it; nullptr or an
-  // empty filter admits everything.
+  // Applied to every listing before the merge. nullptr or an empty filter
+  // admits everything.
   std::shared_ptr<const PathFilter> filter;
-  // Watches the root and asks for targeted rescans; nullptr for roots
+  // Watches the root and requests targeted rescans. nullptr for roots
   // that are not watched. Its directories come from the source's walks.
   std::unique_ptr<DirWatcher> watcher;
 };

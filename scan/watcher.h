@@ -1,7 +1,7 @@
 // DirWatcher: inotify watching of one local root. The walker hands it every
 // directory it opens (WalkerOptions::on_directory_open), before reading the
 // names, so each listing is covered by a watch from its first name on.
-// Events mark directories dirty; the watcher coalesces them and asks for
+// Events mark directories dirty. The watcher coalesces them and requests
 // targeted rescans of exactly those directories. When the kernel's event
 // queue overflows, the watcher asks for a rescan of the whole root, with a
 // capped back-off so that a flood of events cannot cause a rescan loop.

@@ -222,7 +222,7 @@ class WorkflowTest : public ::testing::Test {
   std::string cursor_;
 };
 
-TEST_F(WorkflowTest, WatchingReportsANewFileWithoutARescan) {
+TEST_F(WorkflowTest, WatchReportsNewFile) {
   ASSERT_NO_FATAL_FAILURE(Start(MakeRoot()));
   WriteFile(At("new.xml"), "<a/>");
   std::vector<FeedChange> seen =
@@ -248,7 +248,7 @@ TEST_F(WorkflowTest, FilesCreatedRightAfterMkdirAreFound) {
   EXPECT_EQ(Count(seen, "added", "in/g4"), 1u);
 }
 
-TEST_F(WorkflowTest, DirectoryMovedInsideTheRootKeepsBeingWatched) {
+TEST_F(WorkflowTest, MovedDirectoryStaysWatched) {
   MakeDirs(At("old/sub"));
   WriteFile(At("old/sub/a"), "a");
   ASSERT_NO_FATAL_FAILURE(Start(MakeRoot()));
@@ -264,7 +264,7 @@ TEST_F(WorkflowTest, DirectoryMovedInsideTheRootKeepsBeingWatched) {
   EXPECT_EQ(CountPath(seen, "old/sub/b"), 0u);
 }
 
-TEST_F(WorkflowTest, FolderRotatedUnderItsNameIsARenameAndANewFolder) {
+TEST_F(WorkflowTest, FolderRotationIsRenameAndAdd) {
   MakeDirs(At("q"));
   WriteFile(At("q/a"), "a");
   ASSERT_NO_FATAL_FAILURE(Start(MakeRoot()));
@@ -299,7 +299,7 @@ TEST_F(WorkflowTest, RenameToSuccessIsOneRename) {
   EXPECT_EQ(seen[0].old_path, "a.xml");
 }
 
-TEST_F(WorkflowTest, RenameChainAndCaseOnlyRenameInOneScan) {
+TEST_F(WorkflowTest, RenameChainAndCaseOnly) {
   WriteFile(At("a"), "1");
   WriteFile(At("Report.csv"), "2");
   RootConfig root = MakeRoot();
@@ -318,7 +318,7 @@ TEST_F(WorkflowTest, RenameChainAndCaseOnlyRenameInOneScan) {
   }
 }
 
-TEST_F(WorkflowTest, FileWrittenInStepsIsAnnouncedOnceSettled) {
+TEST_F(WorkflowTest, StepwiseWriteAnnouncedOnce) {
   RootConfig root = MakeRoot();
   root.settle = milliseconds(800);
   ASSERT_NO_FATAL_FAILURE(Start(root));
@@ -328,7 +328,7 @@ TEST_F(WorkflowTest, FileWrittenInStepsIsAnnouncedOnceSettled) {
     AppendTo(path, std::string(1000, 'x'));
     std::this_thread::sleep_for(milliseconds(300));
     if (step == 2) {
-      // Indexed, not announced: GET /files says it is not stable.
+      // Indexed, not announced: GET /files shows it as not stable.
       ASSERT_TRUE(WaitFor([&] { return Files().count("big.xml") == 1; }));
       EXPECT_FALSE(Files()["big.xml"]);
       EXPECT_GE(RootJson()["unsettled"].GetUint64(), 1u);
@@ -346,7 +346,7 @@ TEST_F(WorkflowTest, FileWrittenInStepsIsAnnouncedOnceSettled) {
   EXPECT_EQ(RootJson()["unsettled"].GetUint64(), 0u);
 }
 
-TEST_F(WorkflowTest, FileDeletedBeforeItSettlesIsNeverAnnounced) {
+TEST_F(WorkflowTest, UnsettledDeletionNeverAnnounced) {
   RootConfig root = MakeRoot();
   root.settle = milliseconds(1500);
   ASSERT_NO_FATAL_FAILURE(Start(root));
@@ -361,7 +361,7 @@ TEST_F(WorkflowTest, FileDeletedBeforeItSettlesIsNeverAnnounced) {
   EXPECT_EQ(Files().count("tmp.xml"), 0u);
 }
 
-TEST_F(WorkflowTest, RenameOfASettledFileIsNotDelayedBySettle) {
+TEST_F(WorkflowTest, SettledFileRenameNotDelayed) {
   WriteFile(At("a.xml"), "<done/>");
   // Not written for an hour: settled at first sight.
   std::filesystem::last_write_time(At("a.xml"),
@@ -427,7 +427,7 @@ TEST_F(WorkflowTest, ChangingTheFiltersReconciles) {
   EXPECT_EQ(Files().size(), 1u);
 }
 
-TEST_F(WorkflowTest, FullRescanReportsChangesMadeWithWatchingOffAsDrift) {
+TEST_F(WorkflowTest, FullRescanReportsDrift) {
   for (int i = 0; i < 5; ++i) WriteFile(At("f" + std::to_string(i)), "same");
   RootConfig root = MakeRoot();
   root.watch = false;
@@ -472,7 +472,7 @@ TEST_F(WorkflowTest, FullRescanReportsChangesMadeWithWatchingOffAsDrift) {
   EXPECT_TRUE(Read(&cursor_).empty());
 }
 
-TEST_F(WorkflowTest, ScheduledFullRescanRunsOnItsInterval) {
+TEST_F(WorkflowTest, ScheduledFullRescanRuns) {
   RootConfig root = MakeRoot();
   root.watch = false;
   root.full_rescan.kind = FullRescanSchedule::Kind::kInterval;
@@ -488,7 +488,7 @@ TEST_F(WorkflowTest, ScheduledFullRescanRunsOnItsInterval) {
   EXPECT_EQ(RootJson()["full_rescan"]["interval_ms"].GetUint64(), 300u);
 }
 
-TEST_F(WorkflowTest, DailyFullRescanIsPlannedAtItsLocalTime) {
+TEST_F(WorkflowTest, DailyFullRescanPlannedAtLocalTime) {
   std::time_t now = std::time(nullptr);
   std::tm local{};
   localtime_r(&now, &local);
@@ -508,7 +508,7 @@ TEST_F(WorkflowTest, DailyFullRescanIsPlannedAtItsLocalTime) {
   EXPECT_EQ(root_json["full_rescan"]["runs"].GetUint64(), 0u);
 }
 
-TEST_F(WorkflowTest, WatchLimitFallsBackToPeriodicRescans) {
+TEST_F(WorkflowTest, WatchLimitFallsBack) {
   for (int i = 0; i < 6; ++i) MakeDirs(At("d" + std::to_string(i)));
   RootConfig root = MakeRoot();
   root.max_watches = 2;
@@ -554,7 +554,7 @@ class QueueLimit {
   bool lowered_ = false;
 };
 
-TEST_F(WorkflowTest, QueueOverflowStillEndsInAnExactIndex) {
+TEST_F(WorkflowTest, QueueOverflowEndsExact) {
   constexpr int kFiles = 50'000;
   QueueLimit limit(256);
   if (!limit.lowered()) GTEST_SKIP() << "fs.inotify.max_queued_events is not writable here";
