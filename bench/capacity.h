@@ -148,6 +148,10 @@ int RunProgram(const std::vector<std::string>& argv, const std::string& input_pa
 // Quotes `text` for a POSIX shell.
 std::string ShellQuote(const std::string& text);
 
+// Appends what `fd` has ready to `buffer`, retrying after EINTR. Returns
+// the bytes received, 0 at the end of the stream, or -1 with errno set.
+ssize_t ReceiveInto(int fd, std::string& buffer);
+
 // ChildProcess runs a program in the background with stdout and stderr
 // appended to a log file, and stops it when destroyed.
 class ChildProcess {

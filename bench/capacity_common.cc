@@ -1,5 +1,6 @@
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -383,6 +384,16 @@ void ChildProcess::Stop(int signal, std::chrono::milliseconds timeout) {
   int status = 0;
   waitpid(pid_, &status, 0);
   pid_ = -1;
+}
+
+ssize_t ReceiveInto(int fd, std::string& buffer) {
+  char chunk[64 * 1024];
+  for (;;) {
+    ssize_t received = recv(fd, chunk, sizeof(chunk), 0);
+    if (received < 0 && errno == EINTR) continue;
+    if (received > 0) buffer.append(chunk, static_cast<size_t>(received));
+    return received;
+  }
 }
 
 }  // namespace dirindex::capacity

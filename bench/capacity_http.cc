@@ -132,21 +132,14 @@ class HttpConnection {
   }
 
   bool ReadMore() {
-    char chunk[64 * 1024];
-    for (;;) {
-      ssize_t n = recv(fd_, chunk, sizeof(chunk), 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n > 0) {
-        buffer_.append(chunk, static_cast<size_t>(n));
-        return true;
-      }
-      if (n == 0) {
-        error_ = "connection closed by the server";
-        Close();
-        return false;
-      }
-      return Failed((errno == EAGAIN || errno == EWOULDBLOCK) ? std::string("receive (timed out)") : "receive");
+    ssize_t received = ReceiveInto(fd_, buffer_);
+    if (received > 0) return true;
+    if (received == 0) {
+      error_ = "connection closed by the server";
+      Close();
+      return false;
     }
+    return Failed((errno == EAGAIN || errno == EWOULDBLOCK) ? std::string("receive (timed out)") : "receive");
   }
 
   // Parses the status line and the header fields this client needs.

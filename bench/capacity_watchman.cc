@@ -88,20 +88,13 @@ class WatchmanClient {
   }
 
   bool ReadMore() {
-    char chunk[64 * 1024];
-    for (;;) {
-      ssize_t n = recv(fd_, chunk, sizeof(chunk), 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n > 0) {
-        buffer_.append(chunk, static_cast<size_t>(n));
-        return true;
-      }
-      if (n == 0) {
-        error_ = "watchman closed the connection";
-        return false;
-      }
-      return Failed("receive");
+    ssize_t received = ReceiveInto(fd_, buffer_);
+    if (received > 0) return true;
+    if (received == 0) {
+      error_ = "watchman closed the connection";
+      return false;
     }
+    return Failed("receive");
   }
 
   int fd_ = -1;
