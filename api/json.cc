@@ -184,6 +184,7 @@ void WriteWorkflow(JsonOut& out, const RootInfo& info, const RootRuntime& runtim
   WriteStrings(out, "exclude", runtime.exclude);
   out.EndObject();
   out.Field("targeted_scans", runtime.targeted_scans);
+
   out.Key("watch");
   out.StartObject();
   out.BoolField("enabled", runtime.watched);
@@ -202,6 +203,7 @@ void WriteWorkflow(JsonOut& out, const RootInfo& info, const RootRuntime& runtim
     }
   }
   out.EndObject();
+
   out.Key("full_rescan");
   out.StartObject();
   if (runtime.full_rescan_interval.count() > 0) {

@@ -80,14 +80,14 @@ struct ScanRuntime {
 // looked the same since `since`.
 struct SettleWatch {
   std::chrono::steady_clock::time_point since;
-  // Looks planned for its directory that did not see the entry; past a few
-  // the entry is dropped from the watch, and the next full scan finds it.
+  // Looks at its directory that did not see the entry. Past a few, the
+  // entry is dropped from the watch, and the next full scan finds it.
   uint32_t misses = 0;
 };
 
-// SettleTracker holds a root's waiting entries, by path. It is in memory
-// only: after a restart the records' settle state in the index remains,
-// and the first scan that sees such a record starts watching it again.
+// SettleTracker contains a root's waiting entries, by path. It is in
+// memory only. After a restart the records' settle state in the index
+// remains, and the first scan that reads such a record watches it again.
 struct SettleTracker {
   std::chrono::nanoseconds settle{0};
   std::map<std::string, SettleWatch> waiting;

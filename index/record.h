@@ -27,7 +27,7 @@ std::string ChangeKey(uint32_t root, uint64_t seq);
 uint32_t LoadBigEndian32(const char* bytes);
 uint64_t LoadBigEndian64(const char* bytes);
 
-// SettleState says whether an entry's newest facts are announced in the
+// SettleState records whether an entry's newest facts are announced in the
 // change feed or still wait for the root's settle time to pass.
 enum class SettleState : uint8_t {
   kSettled = 0,

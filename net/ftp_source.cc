@@ -399,9 +399,9 @@ DirListing FtpSource::BuildListing(const std::string& path, std::vector<FtpEntry
       run.skipped.Note(path, entry.name);
       continue;
     }
-    // The MLSD unique fact is the server's identity of the file: its hash
-    // stands in for the inode, so a rename pairs by identity as on a local
-    // disk, and a name whose identity changed counts as modified.
+    // The MLSD unique fact is the server's identity of the file. Its hash
+    // takes the place of the inode, so a rename pairs by identity as on a
+    // local disk, and a name whose identity changed counts as modified.
     if (!item.unique.empty()) {
       entry.inode = DefaultHash(item.unique, 0) | 1;  // never 0, which means unknown
       entry.known |= kKnownInode;

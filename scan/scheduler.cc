@@ -31,8 +31,8 @@ using Clock = std::chrono::steady_clock;
 
 // Forwards listings to the scan session and counts them, so the scheduler
 // can tell a scan that never started from one that failed half-way. A
-// targeted scan lists in several passes; the sink passes each directory
-// on once, since a session merges every directory at most once.
+// targeted scan lists in several passes, and a session merges each
+// directory at most once, so the sink drops a directory's second listing.
 class CountingSink : public ListingSink {
  public:
   CountingSink(ListingSink& target, bool once_per_dir)

@@ -3,7 +3,7 @@
 // Watches are added on the directory the walker has open, through its
 // /proc/self/fd link, so the watch is on exactly the directory listed even
 // when a path is longer than PATH_MAX or was renamed meanwhile. Each watch
-// descriptor maps to the directory's path relative to the root; a directory
+// descriptor maps to the directory's path relative to the root. A directory
 // moved within the root keeps its watches, and their paths move along.
 #include "scan/watcher.h"
 
@@ -144,6 +144,7 @@ void DirWatcher::DirOpened(std::string_view path, int fd) {
                                  std::to_string(impl_->options.max_watches) + " is reached");
     return;
   }
+
   std::string link = "/proc/self/fd/" + std::to_string(fd);
   int wd = inotify_add_watch(impl_->inotify_fd, link.c_str(), kWatchMask);
   if (wd < 0 && (errno == ENOENT || errno == EACCES)) {
@@ -163,6 +164,7 @@ void DirWatcher::DirOpened(std::string_view path, int fd) {
     }
     return;
   }
+
   std::string key(path);
   auto known = impl_->wd_path.find(wd);
   if (known != impl_->wd_path.end()) {

@@ -3,7 +3,7 @@
 // names, so each listing is covered by a watch from its first name on.
 // Events mark directories dirty. The watcher coalesces them and requests
 // targeted rescans of exactly those directories. When the kernel's event
-// queue overflows, the watcher asks for a rescan of the whole root, with a
+// queue overflows, the watcher requests a rescan of the whole root, with a
 // capped back-off so that a flood of events cannot cause a rescan loop.
 #pragma once
 

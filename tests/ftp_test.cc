@@ -544,7 +544,7 @@ TEST_F(PureFtpTest, SettleWaitsThenAnnouncesOnce) {
   ASSERT_TRUE(Scan(*source, {}, settle).status.ok());
   EXPECT_EQ(NewChanges(), (std::vector<std::string>{"added old.xml"}));
 
-  // A file just written waits; the directory's listing alone is enough to
+  // A file just written waits. Listing its directory alone is enough to
   // look at it again, as the scheduler does once the settle time is over.
   WriteFile(dir_ + "/in.xml", "<order/>");
   ASSERT_TRUE(Scan(*source, {}, settle).status.ok());

@@ -89,7 +89,7 @@ std::string GetRequest(const std::string& target) {
   return "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
 }
 
-// Closes `fd` so that the peer sees a reset (SO_LINGER with a zero
+// Closes `fd` so that the peer gets a reset (SO_LINGER with a zero
 // timeout) instead of an orderly end of stream.
 void CloseWithReset(int fd) {
   linger option{1, 0};
@@ -451,7 +451,7 @@ TEST_F(HostileHttpTest, HangupDuringLongPollReleasesConnection) {
   EXPECT_EQ(HttpGet(Url("/healthz")).status, 200);
 }
 
-// A client may send its next request before the long-poll has answered
+// A client may send its next request before the long-poll has responded
 // (HTTP/1.1 pipelining). Both responses arrive, in order, on the same
 // connection.
 TEST_F(HostileHttpTest, PipelinedRequestAfterLongPollServed) {

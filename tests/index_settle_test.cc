@@ -109,7 +109,7 @@ class SettleTest : public ::testing::Test {
 
 constexpr milliseconds kSettle{150};
 
-TEST_F(SettleTest, NewFileWaitsUntilUnchangedForTheSettleTime) {
+TEST_F(SettleTest, NewFileWaitsUntilUnchanged) {
   int64_t t = NowNs();
   Scan({Listing("", {File("a.xml", 10, t, 1)})}, kSettle);
   EXPECT_TRUE(New().empty());
@@ -176,7 +176,7 @@ TEST_F(SettleTest, RenameOfSettledFileIsAnnouncedAtOnce) {
   EXPECT_TRUE(Stat("a.xml.success")->stable);
 }
 
-TEST_F(SettleTest, RenamedAndRewrittenFileIsADeletionThenASettledAddition) {
+TEST_F(SettleTest, RewrittenRenameIsDeleteThenAdd) {
   Scan({Listing("", {File("a", 7, 1000, 9)})}, kSettle);
   New();
   // Same inode, new mtime: as likely a new file on a reused inode as the
